@@ -1,0 +1,243 @@
+// Loops of the block-sparse convolution kernels: which tiles, in which order, on
+// which thread. The arithmetic is in the tile kernels (tile.h).
+#include "bsr_conv_kernels.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "tile.h"
+
+namespace suptickets {
+namespace cpu {
+namespace {
+
+// Output pixels handled by one work unit of the forward and dX loops.
+int64_t pixels_per_unit(int64_t tile) { return std::max<int64_t>(tile, (96 / tile) * tile); }
+// Pixels of the dvalues reduction kept hot in cache between row tiles.
+constexpr int64_t kReductionChunk = 256;
+
+struct Tap {
+  int64_t ki, kj, cblk;
+};
+
+Tap tap_of(const ConvGeometry& g, int64_t col) {
+  const int64_t ncb = g.in_blocks();
+  const int64_t tap = col / ncb;
+  return {tap / g.KW, tap % g.KW, col % ncb};
+}
+
+// Offset of a block's tap into the packed input stripes.
+int64_t input_offset(const ConvGeometry& g, const Tap& tp) {
+  return tp.cblk * g.in_stripe() + (tp.ki * g.DH * g.Wp() + tp.kj * g.DW) * g.bc;
+}
+
+}  // namespace
+
+template <class T>
+void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb,
+                  int64_t sc, int64_t sh, int64_t sw, int64_t bs, int64_t PH, int64_t PW,
+                  T* out) {
+  const int64_t ncb = C / bs, Hp = H + 2 * PH, Wp = W + 2 * PW;
+#pragma omp parallel for schedule(static)
+  for (int64_t u = 0; u < ncb * B * Hp; ++u) {
+    const int64_t hp = u % Hp, b = (u / Hp) % B, cb = u / (Hp * B);
+    T* o = out + u * Wp * bs;
+    if (hp < PH || hp >= PH + H) {
+      std::fill(o, o + Wp * bs, T(0));
+      continue;
+    }
+    std::fill(o, o + PW * bs, T(0));
+    std::fill(o + (PW + W) * bs, o + Wp * bs, T(0));
+    const T* i = in + b * sb + cb * bs * sc + (hp - PH) * sh;
+    T* row = o + PW * bs;
+    if (sc == 1) {
+      for (int64_t w = 0; w < W; ++w) std::memcpy(row + w * bs, i + w * sw, bs * sizeof(T));
+    } else {
+      for (int64_t j = 0; j < bs; ++j)
+        for (int64_t w = 0; w < W; ++w) row[w * bs + j] = i[j * sc + w * sw];
+    }
+  }
+}
+
+template <class T>
+void unpack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t bs,
+                    int64_t PH, int64_t PW, T* out) {
+  const int64_t ncb = C / bs, Hp = H + 2 * PH, Wp = W + 2 * PW;
+#pragma omp parallel for schedule(static)
+  for (int64_t u = 0; u < B * H; ++u) {
+    const int64_t h = u % H, b = u / H;
+    for (int64_t cb = 0; cb < ncb; ++cb) {
+      const T* i = in + ((cb * B + b) * Hp + h + PH) * Wp * bs + PW * bs;
+      T* o = out + u * W * C + cb * bs;
+      for (int64_t w = 0; w < W; ++w) std::memcpy(o + w * C, i + w * bs, bs * sizeof(T));
+    }
+  }
+}
+
+template <class T>
+void conv_forward(const ConvGeometry& g, const T* xp, const T* vt, const int32_t* row_ptr,
+                  const int32_t* cols, const T* bias, T* y) {
+  const int64_t nrb = g.out_blocks(), nnz = row_ptr[nrb];
+  std::vector<TileItem> items(nnz);
+  for (int64_t s = 0; s < nnz; ++s)
+    items[s] = {input_offset(g, tap_of(g, cols[s])), s * g.bc * g.br, g.bc};
+  const int64_t tile = tile_rows<T>(g.br);
+  const int64_t chunk = pixels_per_unit(tile);
+  const int64_t nchunks = (g.Wo + chunk - 1) / chunk;
+  const int64_t Wp = g.Wp(), Hp = g.Hp();
+#pragma omp parallel for schedule(static)
+  for (int64_t u = 0; u < g.B * g.Ho * nchunks * nrb; ++u) {
+    const int64_t rb = u % nrb, r = u / nrb;
+    const int64_t ow0 = (r % nchunks) * chunk, bo = r / nchunks;
+    const int64_t b = bo / g.Ho, oh = bo % g.Ho;
+    const int64_t ow1 = std::min(g.Wo, ow0 + chunk);
+    TileArgs<T> t;
+    t.a_m = g.SW * g.bc;
+    t.a_k = 1;
+    t.B = vt;
+    t.b_k = g.br;
+    t.items = items.data() + row_ptr[rb];
+    t.n_items = row_ptr[rb + 1] - row_ptr[rb];
+    t.c_m = g.Cout;
+    t.init = bias ? bias + rb * g.br : nullptr;
+    t.accumulate = false;
+    for (int64_t ow = ow0; ow < ow1; ow += tile) {
+      t.A = xp + ((b * Hp + oh * g.SH) * Wp + ow * g.SW) * g.bc;
+      t.C = y + (bo * g.Wo + ow) * g.Cout + rb * g.br;
+      run_tile(t, std::min(tile, ow1 - ow), g.br);
+    }
+  }
+}
+
+template <class T>
+void conv_grad_input(const ConvGeometry& g, const T* gp, const T* values, const int32_t* rows,
+                     const int32_t* col_ptr, const int32_t* col_perm, T* dst,
+                     const GradInputTarget& target, bool accumulate) {
+  const int64_t ncb = g.in_blocks(), ncols = g.KH * g.KW * ncb, nnz = col_ptr[ncols];
+  std::vector<TileItem> items(nnz);
+  for (int64_t q = 0; q < nnz; ++q) {
+    const int64_t s = col_perm[q];
+    items[q] = {rows[s] * g.out_stripe(), s * g.br * g.bc, g.br};
+  }
+  const int64_t tile = tile_rows<T>(g.bc);
+  // Taps of one kernel write overlapping pixels, so a unit owns a whole image of
+  // one channel block; a 1x1 kernel writes each pixel once and splits finer.
+  const bool single_tap = g.KH * g.KW == 1;
+  const int64_t chunk = single_tap ? pixels_per_unit(tile) : g.Wo;
+  const int64_t nchunks = (g.Wo + chunk - 1) / chunk;
+  const int64_t rows_per_unit = single_tap ? 1 : g.Ho;
+  const int64_t units = ncb * g.B * (g.Ho / rows_per_unit) * nchunks;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t ow0 = (u % nchunks) * chunk, r = u / nchunks;
+    const int64_t ow1 = std::min(g.Wo, ow0 + chunk);
+    const int64_t oh0 = (r % (g.Ho / rows_per_unit)) * rows_per_unit;
+    const int64_t b = (r / (g.Ho / rows_per_unit)) % g.B;
+    const int64_t cblk = r / ((g.Ho / rows_per_unit) * g.B);
+    TileArgs<T> t;
+    t.a_m = g.br;
+    t.a_k = 1;
+    t.B = values;
+    t.b_k = g.bc;
+    t.c_m = g.SW * target.pixel;
+    t.init = nullptr;
+    t.accumulate = accumulate;
+    for (int64_t tap = 0; tap < g.KH * g.KW; ++tap) {
+      const int64_t col = tap * ncb + cblk, ki = tap / g.KW, kj = tap % g.KW;
+      t.items = items.data() + col_ptr[col];
+      t.n_items = col_ptr[col + 1] - col_ptr[col];
+      if (t.n_items == 0 && accumulate) continue;
+      for (int64_t oh = oh0; oh < oh0 + rows_per_unit; ++oh) {
+        const int64_t h = oh * g.SH + ki * g.DH;
+        for (int64_t ow = ow0; ow < ow1; ow += tile) {
+          t.A = gp + ((b * g.Ho + oh) * g.Wo + ow) * g.br;
+          t.C = dst + cblk * target.stripe +
+                ((b * target.rows + h) * target.cols + ow * g.SW + kj * g.DW) * target.pixel;
+          run_tile(t, std::min(tile, ow1 - ow), g.bc);
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void conv_grad_values(const ConvGeometry& g, const T* gp, const T* xp, const int32_t* rows,
+                      const int32_t* cols, int64_t nnz, T* dvalues) {
+  // Runs of consecutive output pixels of one output row, cut at kReductionChunk,
+  // grouped into chunks of about kReductionChunk pixels.
+  std::vector<TileItem> runs;
+  std::vector<int64_t> chunk_start{0};
+  int64_t in_chunk = 0;
+  for (int64_t bo = 0; bo < g.B * g.Ho; ++bo) {
+    const int64_t b = bo / g.Ho, oh = bo % g.Ho;
+    for (int64_t ow = 0; ow < g.Wo; ow += kReductionChunk) {
+      const int64_t len = std::min(kReductionChunk, g.Wo - ow);
+      runs.push_back({(bo * g.Wo + ow) * g.br, ((b * g.Hp() + oh * g.SH) * g.Wp() + ow * g.SW) * g.bc,
+                      len});
+      in_chunk += len;
+      if (in_chunk >= kReductionChunk) {
+        chunk_start.push_back(static_cast<int64_t>(runs.size()));
+        in_chunk = 0;
+      }
+    }
+  }
+  if (chunk_start.back() != static_cast<int64_t>(runs.size()))
+    chunk_start.push_back(static_cast<int64_t>(runs.size()));
+  const int64_t nchunks = static_cast<int64_t>(chunk_start.size()) - 1;
+  const int64_t tile = tile_rows<T>(g.bc);
+  const int64_t row_tiles = (g.br + tile - 1) / tile;
+  // Few blocks: give each thread row tiles of a block rather than whole blocks.
+  const bool split_rows = nnz < 4 * omp_get_max_threads();
+  const int64_t units = split_rows ? nnz * row_tiles : nnz;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t s = split_rows ? u / row_tiles : u;
+    const int64_t i_begin = split_rows ? (u % row_tiles) * tile : 0;
+    const int64_t i_end = split_rows ? std::min(g.br, i_begin + tile) : g.br;
+    T* out = dvalues + s * g.br * g.bc;
+    if (nchunks == 0) {
+      std::fill(out + i_begin * g.bc, out + i_end * g.bc, T(0));
+      continue;
+    }
+    TileArgs<T> t;
+    t.a_m = 1;
+    t.a_k = g.br;
+    t.B = xp + input_offset(g, tap_of(g, cols[s]));
+    t.b_k = g.SW * g.bc;
+    t.c_m = g.bc;
+    t.init = nullptr;
+    const T* a = gp + rows[s] * g.out_stripe();
+    for (int64_t c = 0; c < nchunks; ++c) {
+      t.items = runs.data() + chunk_start[c];
+      t.n_items = chunk_start[c + 1] - chunk_start[c];
+      t.accumulate = c > 0;
+      for (int64_t i = i_begin; i < i_end; i += tile) {
+        t.A = a + i;
+        t.C = out + i * g.bc;
+        run_tile(t, std::min(tile, i_end - i), g.bc);
+      }
+    }
+  }
+}
+
+#define SUPTICKETS_INSTANTIATE(T)                                                              \
+  template void pack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
+                                int64_t, int64_t, int64_t, int64_t, int64_t, T*);              \
+  template void unpack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
+                                  int64_t, int64_t, T*);                                       \
+  template void conv_forward<T>(const ConvGeometry&, const T*, const T*, const int32_t*,       \
+                                const int32_t*, const T*, T*);                                 \
+  template void conv_grad_input<T>(const ConvGeometry&, const T*, const T*, const int32_t*,    \
+                                   const int32_t*, const int32_t*, T*, const GradInputTarget&, \
+                                   bool);                                                      \
+  template void conv_grad_values<T>(const ConvGeometry&, const T*, const T*, const int32_t*,   \
+                                    const int32_t*, int64_t, T*);
+SUPTICKETS_INSTANTIATE(float)
+SUPTICKETS_INSTANTIATE(double)
+#undef SUPTICKETS_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace suptickets

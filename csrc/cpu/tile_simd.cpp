@@ -1,0 +1,24 @@
+// float32 SIMD tiles for AVX2+FMA and AVX-512, chosen at run time (no -march flags).
+#include "tile.h"
+
+namespace suptickets {
+namespace cpu {
+
+#define SUPTICKETS_ISA avx2
+#define SUPTICKETS_TARGET "avx2,fma"
+#define SUPTICKETS_VBYTES 32
+#include "tile_simd.inc"
+#undef SUPTICKETS_ISA
+#undef SUPTICKETS_TARGET
+#undef SUPTICKETS_VBYTES
+
+#define SUPTICKETS_ISA avx512
+#define SUPTICKETS_TARGET "avx512f,avx2,fma"
+#define SUPTICKETS_VBYTES 64
+#include "tile_simd.inc"
+#undef SUPTICKETS_ISA
+#undef SUPTICKETS_TARGET
+#undef SUPTICKETS_VBYTES
+
+}  // namespace cpu
+}  // namespace suptickets

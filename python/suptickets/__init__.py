@@ -1,0 +1,13 @@
+"""suptickets: block-sparse training that is faster than dense, with the Sup-tickets booster.
+
+    import suptickets as st
+    fc = st.SparseLinear(1024, 4096, density=0.1, block_size=(32, 32))
+    model = st.sparsify(model, density=0.1, distribution="erk", block_size=(32, 32))
+"""
+from . import ops
+from .sparse import (BlockLayout, SparseConv2d, SparseLinear, densify, layer_densities, sparsify,
+                     sparsity_table)
+
+__version__ = "0.1.0"
+__all__ = ["ops", "BlockLayout", "SparseLinear", "SparseConv2d", "sparsify", "densify", "sparsity_table",
+           "layer_densities"]

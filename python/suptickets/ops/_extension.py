@@ -1,0 +1,29 @@
+"""Loads the compiled operators (``suptickets._C``), which define ``torch.ops.suptickets.*``."""
+import warnings
+
+try:
+    from suptickets import _C  # noqa: F401  (registers the operators on import)
+
+    available = True
+    load_error = None
+except ImportError as exc:  # a source checkout that was never built
+    _C = None
+    available = False
+    load_error = exc
+
+
+def simd_level() -> str:
+    """Instruction set of the float32 CPU kernels ('avx512', 'avx2', 'generic'), or 'unavailable'."""
+    return _C.simd_level() if available else "unavailable"
+
+
+def warn_unavailable_once(_warned=[]):
+    if not _warned:
+        _warned.append(True)
+        warnings.warn(
+            f"suptickets C++ operators are not built ({load_error}); falling back to the "
+            "plain-PyTorch reference, which is as slow as dense. Install with "
+            "`pip install --no-build-isolation .`.",
+            RuntimeWarning,
+            stacklevel=3,
+        )

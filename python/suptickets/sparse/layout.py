@@ -1,0 +1,204 @@
+"""``BlockLayout``: which blocks of a 2-D weight ``[R, C]`` are active, and in which slot.
+
+The weight is tiled into ``(br, bc)`` blocks, a grid of ``R/br x C/bc``. A layout lists
+its ``nnz`` active blocks as slots in row-major order: slot ``s`` is block
+``(rows[s], cols[s])`` and its values are ``values[s]`` of the layer. Derived once, at
+construction, for the kernels:
+
+- ``row_ptr[r] : row_ptr[r+1]``: the slots of block-row ``r`` (CSR pointer);
+- ``col_perm[col_ptr[c] : col_ptr[c+1]]``: the slots of block-column ``c`` in row order
+  (the column-major walk that ``dX = dY @ W`` takes).
+
+All index tensors are int32. A layout is immutable: a topology change builds a new one.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _as_pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        value = (value, value)
+    try:
+        pair = tuple(int(v) for v in value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"{name} must be a pair of positive ints, got {value!r}")
+    return pair
+
+
+class BlockLayout:
+    """Active blocks of a block-sparse ``[R, C]`` matrix.
+
+    Args:
+        shape: ``(R, C)`` of the 2-D weight.
+        block_size: ``(br, bc)``; each must divide the matching dimension of ``shape``.
+        rows, cols: block coordinates of the active blocks, in row-major order without
+            repeats (any integer dtype; stored as int32).
+    """
+
+    __slots__ = ("shape", "block_size", "rows", "cols", "row_ptr", "col_ptr", "col_perm", "_frozen")
+
+    def __init__(self, shape, block_size, rows, cols):
+        shape = _as_pair(shape, "shape")
+        block_size = _as_pair(block_size, "block_size")
+        for dim, (n, b) in enumerate(zip(shape, block_size)):
+            if n % b:
+                raise ValueError(
+                    f"block_size {block_size} does not divide the weight's 2-D shape {shape}: "
+                    f"{n} % {b} != 0 in dimension {dim}"
+                )
+        rows = torch.as_tensor(rows).reshape(-1)
+        cols = torch.as_tensor(cols).reshape(-1)
+        if rows.numel() != cols.numel():
+            raise ValueError(f"expected one column per active block, got {rows.numel()} rows and {cols.numel()} cols")
+        if rows.dtype.is_floating_point or cols.dtype.is_floating_point:
+            raise TypeError("rows and cols must be integer tensors")
+        grid = (shape[0] // block_size[0], shape[1] // block_size[1])
+        rows64, cols64 = rows.long(), cols.long()
+        if rows.numel():
+            if rows64.min() < 0 or rows64.max() >= grid[0] or cols64.min() < 0 or cols64.max() >= grid[1]:
+                raise ValueError(f"block coordinates must lie in the {grid[0]} x {grid[1]} block grid")
+            key = rows64 * grid[1] + cols64
+            if (key[1:] <= key[:-1]).any():
+                raise ValueError("active blocks must be in row-major order without repeats")
+        self._init(shape, block_size, rows64, cols64)
+
+    def _init(self, shape, block_size, rows64, cols64):
+        object.__setattr__(self, "_frozen", False)
+        grid = (shape[0] // block_size[0], shape[1] // block_size[1])
+        device = rows64.device
+        self.shape = shape
+        self.block_size = block_size
+        self.rows = rows64.to(torch.int32)
+        self.cols = cols64.to(torch.int32)
+        counts_r = torch.bincount(rows64, minlength=grid[0])
+        counts_c = torch.bincount(cols64, minlength=grid[1])
+        zero = torch.zeros(1, dtype=torch.int64, device=device)
+        self.row_ptr = torch.cat([zero, counts_r.cumsum(0)]).to(torch.int32)
+        self.col_ptr = torch.cat([zero, counts_c.cumsum(0)]).to(torch.int32)
+        # Stable sort by column keeps row order inside each column.
+        self.col_perm = torch.sort(cols64, stable=True).indices.to(torch.int32)
+        self._frozen = True
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False):
+            raise AttributeError("BlockLayout is immutable; build a new layout instead")
+        object.__setattr__(self, name, value)
+
+    # ---- constructors -------------------------------------------------------------
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor, block_size, shape=None) -> "BlockLayout":
+        """Layout of a boolean block grid ``mask[R/br, C/bc]`` (``shape`` defaults to grid x block)."""
+        block_size = _as_pair(block_size, "block_size")
+        mask = torch.as_tensor(mask)
+        if mask.dim() != 2:
+            raise ValueError(f"mask must be a 2-D block grid, got shape {tuple(mask.shape)}")
+        if shape is None:
+            shape = (mask.shape[0] * block_size[0], mask.shape[1] * block_size[1])
+        shape = _as_pair(shape, "shape")
+        grid = (shape[0] // block_size[0], shape[1] // block_size[1])
+        if tuple(mask.shape) != grid:
+            raise ValueError(f"mask has shape {tuple(mask.shape)}, the block grid of {shape} / {block_size} is {grid}")
+        rows, cols = mask.bool().nonzero(as_tuple=True)  # row-major
+        return cls(shape, block_size, rows, cols)
+
+    @classmethod
+    def random(cls, shape, block_size, nnz: int, generator: torch.Generator | None = None) -> "BlockLayout":
+        """``nnz`` distinct blocks drawn uniformly at random."""
+        shape = _as_pair(shape, "shape")
+        block_size = _as_pair(block_size, "block_size")
+        grid = (shape[0] // block_size[0], shape[1] // block_size[1])
+        total = grid[0] * grid[1]
+        if not 0 <= nnz <= total:
+            raise ValueError(f"nnz must be in [0, {total}] for a {grid[0]} x {grid[1]} block grid, got {nnz}")
+        chosen = torch.randperm(total, generator=generator)[:nnz].sort().values
+        return cls(shape, block_size, chosen // grid[1], chosen % grid[1])
+
+    @classmethod
+    def dense(cls, shape, block_size) -> "BlockLayout":
+        """Every block active."""
+        shape = _as_pair(shape, "shape")
+        block_size = _as_pair(block_size, "block_size")
+        grid = (shape[0] // block_size[0], shape[1] // block_size[1])
+        return cls.from_mask(torch.ones(grid, dtype=torch.bool), block_size, shape)
+
+    # ---- properties ---------------------------------------------------------------
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(R/br, C/bc)``: the number of block-rows and block-columns."""
+        return (self.shape[0] // self.block_size[0], self.shape[1] // self.block_size[1])
+
+    @property
+    def nnz(self) -> int:
+        """Number of active blocks."""
+        return int(self.rows.numel())
+
+    @property
+    def num_blocks(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def density(self) -> float:
+        """Fraction of active blocks (equal to the fraction of active weights)."""
+        return self.nnz / self.num_blocks
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
+
+    def mask(self) -> torch.Tensor:
+        """Boolean block grid ``[R/br, C/bc]``, True where a block is active."""
+        m = torch.zeros(self.grid, dtype=torch.bool, device=self.device)
+        m[self.rows.long(), self.cols.long()] = True
+        return m
+
+    def element_mask(self) -> torch.Tensor:
+        """Boolean ``[R, C]`` mask of active weights (dense-sized: for tests and conversion)."""
+        br, bc = self.block_size
+        return self.mask().repeat_interleave(br, 0).repeat_interleave(bc, 1)
+
+    def to(self, device) -> "BlockLayout":
+        """The same layout with its index tensors on ``device``."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        out = object.__new__(BlockLayout)
+        object.__setattr__(out, "_frozen", False)
+        for name in ("rows", "cols", "row_ptr", "col_ptr", "col_perm"):
+            object.__setattr__(out, name, getattr(self, name).to(device))
+        object.__setattr__(out, "shape", self.shape)
+        object.__setattr__(out, "block_size", self.block_size)
+        object.__setattr__(out, "_frozen", True)
+        return out
+
+    @classmethod
+    def _from_parts(cls, shape, block_size, rows, cols, row_ptr, col_ptr, col_perm) -> "BlockLayout":
+        """Wraps index tensors that a layout already derived (no validation, no copies)."""
+        out = object.__new__(cls)
+        for name, value in (("shape", tuple(shape)), ("block_size", tuple(block_size)), ("rows", rows),
+                            ("cols", cols), ("row_ptr", row_ptr), ("col_ptr", col_ptr), ("col_perm", col_perm)):
+            object.__setattr__(out, name, value)
+        object.__setattr__(out, "_frozen", True)
+        return out
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, BlockLayout):
+            return NotImplemented
+        return (
+            self.shape == other.shape
+            and self.block_size == other.block_size
+            and torch.equal(self.rows.cpu(), other.rows.cpu())
+            and torch.equal(self.cols.cpu(), other.cols.cpu())
+        )
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return (
+            f"BlockLayout(shape={self.shape}, block_size={self.block_size}, nnz={self.nnz}/{self.num_blocks}, "
+            f"density={self.density:.4f})"
+        )
