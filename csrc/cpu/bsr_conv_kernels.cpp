@@ -16,6 +16,10 @@ namespace {
 
 // Output pixels handled by one work unit of the forward and dX loops.
 int64_t pixels_per_unit(int64_t tile) { return std::max<int64_t>(tile, (96 / tile) * tile); }
+// Block-rows a forward work unit walks per pixel tile (measured best on 32x32 blocks).
+constexpr int64_t kRowGroup = 8;
+// Outputs at least this large bypass the caches (non-temporal stores).
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
 // Pixels of the dvalues reduction kept hot in cache between row tiles.
 constexpr int64_t kReductionChunk = 256;
 
@@ -88,9 +92,15 @@ void conv_forward(const ConvGeometry& g, const T* xp, const T* vt, const int32_t
   const int64_t chunk = pixels_per_unit(tile);
   const int64_t nchunks = (g.Wo + chunk - 1) / chunk;
   const int64_t Wp = g.Wp(), Hp = g.Hp();
+  const bool stream = g.B * g.Ho * g.Wo * g.Cout * int64_t(sizeof(T)) >= kStreamBytes;
+  // A unit is a run of pixels times a group of block-rows; inside it each pixel tile
+  // walks the group's block-rows, so output rows are written in long contiguous runs
+  // while the group's blocks stay in cache.
+  const int64_t group = std::min(nrb, kRowGroup);
+  const int64_t ngroups = (nrb + group - 1) / group;
 #pragma omp parallel for schedule(static)
-  for (int64_t u = 0; u < g.B * g.Ho * nchunks * nrb; ++u) {
-    const int64_t rb = u % nrb, r = u / nrb;
+  for (int64_t u = 0; u < g.B * g.Ho * nchunks * ngroups; ++u) {
+    const int64_t rb0 = (u % ngroups) * group, rb1 = std::min(nrb, rb0 + group), r = u / ngroups;
     const int64_t ow0 = (r % nchunks) * chunk, bo = r / nchunks;
     const int64_t b = bo / g.Ho, oh = bo % g.Ho;
     const int64_t ow1 = std::min(g.Wo, ow0 + chunk);
@@ -99,16 +109,20 @@ void conv_forward(const ConvGeometry& g, const T* xp, const T* vt, const int32_t
     t.a_k = 1;
     t.B = vt;
     t.b_k = g.br;
-    t.items = items.data() + row_ptr[rb];
-    t.n_items = row_ptr[rb + 1] - row_ptr[rb];
     t.c_m = g.Cout;
-    t.init = bias ? bias + rb * g.br : nullptr;
     t.accumulate = false;
+    t.stream = stream;
     for (int64_t ow = ow0; ow < ow1; ow += tile) {
       t.A = xp + ((b * Hp + oh * g.SH) * Wp + ow * g.SW) * g.bc;
-      t.C = y + (bo * g.Wo + ow) * g.Cout + rb * g.br;
-      run_tile(t, std::min(tile, ow1 - ow), g.br);
+      for (int64_t rb = rb0; rb < rb1; ++rb) {
+        t.items = items.data() + row_ptr[rb];
+        t.n_items = row_ptr[rb + 1] - row_ptr[rb];
+        t.init = bias ? bias + rb * g.br : nullptr;
+        t.C = y + (bo * g.Wo + ow) * g.Cout + rb * g.br;
+        run_tile(t, std::min(tile, ow1 - ow), g.br);
+      }
     }
+    if (stream) store_fence();
   }
 }
 
@@ -145,6 +159,7 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const T* values, const 
     t.c_m = g.SW * target.pixel;
     t.init = nullptr;
     t.accumulate = accumulate;
+    t.stream = false;
     for (int64_t tap = 0; tap < g.KH * g.KW; ++tap) {
       const int64_t col = tap * ncb + cblk, ki = tap / g.KW, kj = tap % g.KW;
       t.items = items.data() + col_ptr[col];
@@ -209,6 +224,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const T* xp, const int
     t.b_k = g.SW * g.bc;
     t.c_m = g.bc;
     t.init = nullptr;
+    t.stream = false;
     const T* a = gp + rows[s] * g.out_stripe();
     for (int64_t c = 0; c < nchunks; ++c) {
       t.items = runs.data() + chunk_start[c];

@@ -29,7 +29,12 @@ struct TileArgs {
   int64_t c_m;
   const T* init;    // width values added to every row, or null
   bool accumulate;  // add into C instead of overwriting it
+  bool stream;      // write C with non-temporal stores where aligned (outputs larger
+                    // than the caches); the caller issues store_fence() afterwards
 };
+
+// Orders this thread's non-temporal stores before anything it does next.
+inline void store_fence() { __builtin_ia32_sfence(); }
 
 // Rows per tile that keep the accumulators of a `width`-wide tile in registers.
 template <class T>

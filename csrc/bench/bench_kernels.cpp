@@ -1,0 +1,106 @@
+// Kernel-level timings of the CPU block-sparse kernels, without torch: packing,
+// forward, dX and dvalues on one layer. Built by CMakeLists.txt (not by setup.py):
+//   bench_kernels [linear|conv] [density] [block] [linear batch]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/bsr_conv_kernels.h"
+
+using namespace suptickets::cpu;
+
+namespace {
+
+template <class F>
+double median_ms(F&& f, int reps = 7) {
+  f();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    auto a = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string kind = argc > 1 ? argv[1] : "linear";
+  const double density = argc > 2 ? std::atof(argv[2]) : 0.1;
+  const int64_t bs = argc > 3 ? std::atoll(argv[3]) : 32;
+  const int64_t n = argc > 4 ? std::atoll(argv[4]) : 4096;
+  ConvGeometry g{};
+  if (kind == "linear") {
+    g = {1, 1024, 1, n, getenv("COUT") ? atoll(getenv("COUT")) : 4096, 1, n, 1, 1, 1, 1, 0, 0, 1, 1, bs, bs};
+  } else {
+    g = {64, 256, 16, 16, 256, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, bs, bs};
+  }
+  const int64_t nrb = g.out_blocks(), ncols = g.KH * g.KW * g.in_blocks();
+  std::mt19937 rng(0);
+  std::vector<int32_t> all(nrb * ncols);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int32_t>(i);
+  std::shuffle(all.begin(), all.end(), rng);
+  const int64_t nnz = std::max<int64_t>(1, static_cast<int64_t>(density * all.size() + 0.5));
+  std::vector<int32_t> chosen(all.begin(), all.begin() + nnz);
+  std::sort(chosen.begin(), chosen.end());
+  std::vector<int32_t> rows(nnz), cols(nnz), row_ptr(nrb + 1, 0), col_ptr(ncols + 1, 0), perm(nnz);
+  for (int64_t s = 0; s < nnz; ++s) {
+    rows[s] = chosen[s] / ncols;
+    cols[s] = chosen[s] % ncols;
+    row_ptr[rows[s] + 1]++;
+    col_ptr[cols[s] + 1]++;
+  }
+  for (int64_t i = 0; i < nrb; ++i) row_ptr[i + 1] += row_ptr[i];
+  for (int64_t i = 0; i < ncols; ++i) col_ptr[i + 1] += col_ptr[i];
+  std::vector<int32_t> fill(col_ptr.begin(), col_ptr.end() - 1);
+  for (int64_t s = 0; s < nnz; ++s) perm[fill[cols[s]]++] = static_cast<int32_t>(s);
+
+  std::uniform_real_distribution<float> u(-1, 1);
+  const int64_t xn = g.B * g.Cin * g.H * g.W, yn = g.B * g.Cout * g.Ho * g.Wo;
+  std::vector<float> x(xn), y(yn), gy(yn), vals(nnz * bs * bs), vt(vals.size()), dv(vals.size());
+  for (auto& v : x) v = u(rng);
+  for (auto& v : gy) v = u(rng);
+  for (auto& v : vals) v = u(rng);
+  std::vector<float> xp(g.in_blocks() * g.in_stripe()), gp(g.out_blocks() * g.out_stripe()),
+      dx(g.in_blocks() * g.in_stripe());
+  // x is NCHW (linear: [N, C]); grad is NHWC as the forward writes it.
+  const bool lin = kind == "linear";
+  const int64_t sx[4] = {lin ? 0 : g.Cin * g.H * g.W, lin ? 1 : g.H * g.W, lin ? 0 : g.W, lin ? g.Cin : 1};
+  const double flops = 2.0 * g.B * g.Ho * g.Wo * g.Cout * g.Cin * g.KH * g.KW * double(nnz) / all.size();
+  auto pack_x = [&] {
+    pack_stripes<float>(x.data(), g.B, g.Cin, g.H, g.W, sx[0], sx[1], sx[2], sx[3], bs, g.PH, g.PW, xp.data());
+  };
+  auto pack_g = [&] {
+    pack_stripes<float>(gy.data(), g.B, g.Cout, g.Ho, g.Wo, g.Ho * g.Wo * g.Cout, 1, g.Wo * g.Cout, g.Cout, bs, 0, 0,
+                        gp.data());
+  };
+  pack_x();
+  pack_g();
+  const double t_px = median_ms(pack_x), t_pg = median_ms(pack_g);
+  const double t_f = median_ms([&] {
+    conv_forward<float>(g, xp.data(), vals.data(), row_ptr.data(), cols.data(), nullptr, y.data());
+  });
+  const double t_dx = median_ms([&] {
+    std::memset(dx.data(), 0, dx.size() * sizeof(float));
+    conv_grad_input<float>(g, gp.data(), vals.data(), rows.data(), col_ptr.data(), perm.data(), dx.data(),
+                           {g.in_stripe(), g.bc, g.Hp(), g.Wp()}, true);
+  });
+  const double t_dv = median_ms([&] {
+    conv_grad_values<float>(g, gp.data(), xp.data(), rows.data(), cols.data(), nnz, dv.data());
+  });
+  std::printf("%s density %.3f block %ld, %d threads, %s\n", kind.c_str(), double(nnz) / all.size(), (long)bs,
+              omp_get_max_threads(), simd_level());
+  std::printf("pack x %.2f ms, pack grad %.2f ms\n", t_px, t_pg);
+  for (auto [name, t] : {std::pair<const char*, double>{"forward", t_f}, {"grad input", t_dx}, {"grad values", t_dv}})
+    std::printf("%-12s %7.2f ms  %6.1f GFLOP/s\n", name, t, flops / t / 1e6);
+  return 0;
+}
