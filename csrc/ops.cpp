@@ -1,9 +1,6 @@
-// Schemas of the suptickets operators (one TORCH_LIBRARY for every backend) and
-// the Python module that loads them.
-#include <Python.h>
+// Schemas of the suptickets operators: one TORCH_LIBRARY for every backend, whose
+// implementations register themselves per dispatch key (csrc/cpu/bsr_conv.cpp).
 #include <torch/library.h>
-
-#include "cpu/bsr_conv_kernels.h"
 
 TORCH_LIBRARY(suptickets, m) {
   m.def(
@@ -22,20 +19,3 @@ TORCH_LIBRARY(suptickets, m) {
       "Tensor row_ptr, Tensor col_ptr, Tensor col_perm, int[2] kernel_size, int[2] stride, "
       "int[2] padding, int[2] dilation, bool need_input, bool need_values) -> (Tensor, Tensor)");
 }
-
-namespace {
-
-PyObject* simd_level(PyObject*, PyObject*) {
-  return PyUnicode_FromString(suptickets::cpu::simd_level());
-}
-
-PyMethodDef methods[] = {
-    {"simd_level", simd_level, METH_NOARGS,
-     "Instruction set of the float32 CPU kernels: 'avx512', 'avx2' or 'generic'."},
-    {nullptr, nullptr, 0, nullptr}};
-
-PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "suptickets C++ operators", -1, methods};
-
-}  // namespace
-
-PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }

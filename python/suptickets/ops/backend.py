@@ -31,7 +31,7 @@ def check_operands(op: str, x: torch.Tensor, values: torch.Tensor, bias) -> None
     if x.dtype != values.dtype:
         raise TypeError(f"{op}: input dtype {x.dtype} does not match values dtype {values.dtype}")
     if x.device != values.device:
-        raise ValueError(f"{op}: input is on {x.device} but values are on {values.device}")
+        raise ValueError(f"{op}: input is on device {x.device} but values are on device {values.device}")
     if bias is not None and (bias.dtype != values.dtype or bias.device != values.device):
         raise TypeError(
             f"{op}: bias ({bias.dtype}, {bias.device}) must match values ({values.dtype}, {values.device})"

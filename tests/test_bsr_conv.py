@@ -1,0 +1,134 @@
+"""bsr_conv2d: the C++ kernels (forward, dX, dvalues) against ops/reference.py."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import suptickets as st
+from suptickets.ops import reference
+from helpers import TOPOLOGIES, dense_from_element_mask, make_layout, tolerances
+
+BLOCKS = [(1, 1), (4, 4), (16, 16), (32, 32), (16, 32)]
+# (batch, in, out, H, W, kernel, stride, padding, dilation)
+GEOMETRIES = {
+    "3x3-pad1": (2, 32, 32, 9, 7, (3, 3), (1, 1), (1, 1), (1, 1)),
+    "3x3-stride2": (3, 32, 32, 8, 9, (3, 3), (2, 2), (1, 1), (1, 1)),
+    "1x1": (2, 32, 64, 5, 6, (1, 1), (1, 1), (0, 0), (1, 1)),
+    "1x1-stride2": (2, 32, 32, 7, 7, (1, 1), (2, 2), (0, 0), (1, 1)),
+    "3x3-dilation2-nopad": (1, 32, 32, 11, 10, (3, 3), (1, 1), (0, 0), (2, 2)),
+    "5x3-pad21-stride12": (2, 32, 32, 9, 11, (5, 3), (1, 2), (2, 1), (1, 1)),
+    "batch1-odd": (1, 32, 32, 5, 3, (3, 3), (1, 1), (1, 1), (1, 1)),
+}
+
+
+def _ids(v):
+    if isinstance(v, tuple):
+        return f"{v[0]}x{v[1]}"
+    return str(v).replace("torch.", "")
+
+
+def make_case(geometry, block, topology, dtype, seed=0):
+    B, cin, cout, H, W, k, s, p, d = GEOMETRIES[geometry]
+    layout = make_layout((cout, k[0] * k[1] * cin), block, topology, seed)
+    values = torch.randn(layout.nnz, *block, dtype=dtype)
+    x = torch.randn(B, cin, H, W, dtype=dtype)
+    bias = torch.randn(cout, dtype=dtype)
+    return layout, values, x, bias, dict(kernel_size=k, stride=s, padding=p, dilation=d)
+
+
+def run_both(x, values, layout, bias, geom, grad=None):
+    results = []
+    for fn in (st.ops.bsr_conv2d, reference.bsr_conv2d):
+        xs = x.detach().clone().requires_grad_()
+        vs = values.detach().clone().requires_grad_()
+        bs = None if bias is None else bias.detach().clone().requires_grad_()
+        y = fn(xs, vs, layout, bs, **geom)
+        if grad is None:
+            grad = torch.randn_like(y)
+        y.backward(grad)
+        results.append((y.detach(), xs.grad, vs.grad, None if bs is None else bs.grad))
+    return results
+
+
+def check(results, dtype):
+    (y, dx, dv, db), (ry, rdx, rdv, rdb) = results
+    tol = tolerances(dtype)
+    torch.testing.assert_close(y, ry, **tol)
+    torch.testing.assert_close(dx, rdx, **tol)
+    torch.testing.assert_close(dv, rdv, **tol)
+    if db is not None:
+        torch.testing.assert_close(db, rdb, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=_ids)
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("block", BLOCKS, ids=_ids)
+def test_bsr_conv2d_matches_reference(block, topology, dtype):
+    layout, values, x, bias, geom = make_case("3x3-pad1", block, topology, dtype)
+    results = run_both(x, values, layout, bias, geom)
+    check(results, dtype)
+    # the reference itself against a dense conv weight built independently
+    W4 = dense_from_element_mask(values, layout).view(32, 3, 3, 32).permute(0, 3, 1, 2)
+    torch.testing.assert_close(results[1][0], F.conv2d(x, W4, bias, 1, 1), **tolerances(dtype))
+
+
+@pytest.mark.parametrize("geometry", list(GEOMETRIES))
+@pytest.mark.parametrize("block", [(16, 16), (32, 16), (4, 4)], ids=_ids)
+def test_bsr_conv2d_geometries(geometry, block):
+    layout, values, x, bias, geom = make_case(geometry, block, "empty-row-col", torch.float32)
+    check(run_both(x, values, layout, bias, geom), torch.float32)
+
+
+@pytest.mark.parametrize("layout_kind", ["channels_last", "sliced", "expanded-grad", "no-bias"])
+def test_bsr_conv2d_unusual_inputs(layout_kind):
+    layout, values, x, bias, geom = make_case("3x3-pad1", (16, 16), "half", torch.float32)
+    grad = None
+    if layout_kind == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout_kind == "sliced":
+        x = torch.randn(2, 64, 12, 9)[:, ::2, 1:10, :7]
+        assert not x.is_contiguous()
+    elif layout_kind == "expanded-grad":
+        grad = torch.ones(()).expand(2, 32, 9, 7)
+    else:
+        bias = None
+    check(run_both(x, values, layout, bias, geom, grad), torch.float32)
+
+
+def test_reference_gradcheck_float64():
+    layout = make_layout((8, 9 * 8), (4, 4), "empty-row-col")
+    x = torch.randn(1, 8, 5, 5, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(layout.nnz, 4, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    geom = dict(kernel_size=3, stride=2, padding=1)
+    assert torch.autograd.gradcheck(lambda x, v, b: reference.bsr_conv2d(x, v, layout, b, **geom), (x, v, b))
+
+
+@pytest.mark.parametrize("geometry", ["3x3-pad1", "3x3-stride2", "1x1"])
+def test_kernel_gradcheck_float64(geometry):
+    B, cin, cout, H, W, k, s, p, d = GEOMETRIES[geometry]
+    cin, cout = 8, 8
+    layout = make_layout((cout, k[0] * k[1] * cin), (4, 4), "half")
+    x = torch.randn(1, cin, 5, 4, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(layout.nnz, 4, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(cout, dtype=torch.float64, requires_grad=True)
+    geom = dict(kernel_size=k, stride=s, padding=p, dilation=d)
+    assert torch.autograd.gradcheck(lambda x, v, b: st.ops.bsr_conv2d(x, v, layout, b, **geom), (x, v, b))
+
+
+def test_bsr_conv2d_opcheck():
+    layout, values, x, bias, geom = make_case("3x3-stride2", (16, 16), "half", torch.float32)
+    args = (x.requires_grad_(), values.requires_grad_(), layout.rows, layout.cols, layout.row_ptr,
+            layout.col_ptr, layout.col_perm, bias.requires_grad_(), 32, [3, 3], [2, 2], [1, 1], [1, 1])
+    torch.library.opcheck(torch.ops.suptickets.bsr_conv2d.default, args)
+
+
+def test_bad_operands_are_clear_errors():
+    layout, values, x, bias, geom = make_case("3x3-pad1", (16, 16), "half", torch.float32)
+    with pytest.raises(ValueError, match="channels"):
+        st.ops.bsr_conv2d(x[:, :16], values, layout, bias, **geom)
+    with pytest.raises(ValueError, match="4-D"):
+        st.ops.bsr_conv2d(x[0], values, layout, bias, **geom)
+    with pytest.raises(TypeError, match="dtype"):
+        st.ops.bsr_conv2d(x.double(), values, layout, bias, **geom)
+    with pytest.raises(RuntimeError, match="smaller than the dilated kernel"):
+        st.ops.bsr_conv2d(x[:, :, :1, :1], values, layout, bias, kernel_size=3, padding=0)
