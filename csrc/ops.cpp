@@ -8,8 +8,8 @@ TORCH_LIBRARY(suptickets, m) {
       "Tensor col_ptr, Tensor col_perm, Tensor? bias, int out_features) -> Tensor");
   m.def(
       "bsr_linear_backward(Tensor grad_out, Tensor x, Tensor values, Tensor rows, Tensor cols, "
-      "Tensor row_ptr, Tensor col_ptr, Tensor col_perm, bool need_input, bool need_values) "
-      "-> (Tensor, Tensor)");
+      "Tensor row_ptr, Tensor col_ptr, Tensor col_perm, bool need_input, bool need_values, "
+      "bool need_bias) -> (Tensor, Tensor, Tensor)");
   m.def(
       "bsr_conv2d(Tensor x, Tensor values, Tensor rows, Tensor cols, Tensor row_ptr, "
       "Tensor col_ptr, Tensor col_perm, Tensor? bias, int out_channels, int[2] kernel_size, "
@@ -17,5 +17,6 @@ TORCH_LIBRARY(suptickets, m) {
   m.def(
       "bsr_conv2d_backward(Tensor grad_out, Tensor x, Tensor values, Tensor rows, Tensor cols, "
       "Tensor row_ptr, Tensor col_ptr, Tensor col_perm, int[2] kernel_size, int[2] stride, "
-      "int[2] padding, int[2] dilation, bool need_input, bool need_values) -> (Tensor, Tensor)");
+      "int[2] padding, int[2] dilation, bool need_input, bool need_values, bool need_bias) "
+      "-> (Tensor, Tensor, Tensor)");
 }

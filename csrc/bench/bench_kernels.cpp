@@ -89,18 +89,28 @@ int main(int argc, char** argv) {
   const double t_f = median_ms([&] {
     conv_forward<float>(g, xp.data(), vals.data(), row_ptr.data(), cols.data(), nullptr, y.data());
   });
-  const double t_dx = median_ms([&] {
-    std::memset(dx.data(), 0, dx.size() * sizeof(float));
-    conv_grad_input<float>(g, gp.data(), vals.data(), rows.data(), col_ptr.data(), perm.data(), dx.data(),
-                           {g.in_stripe(), g.bc, g.Hp(), g.Wp()}, true);
-  });
-  const double t_dv = median_ms([&] {
-    conv_grad_values<float>(g, gp.data(), xp.data(), rows.data(), cols.data(), nnz, dv.data());
-  });
+  // grad-out read from packed stripes, or straight from the NHWC tensor
+  const Stripes packed{g.out_stripe(), bs}, direct{bs, g.Cout};
+  auto grad_input = [&](const float* src, const Stripes& gs) {
+    return median_ms([&] {
+      std::memset(dx.data(), 0, dx.size() * sizeof(float));
+      conv_grad_input<float>(g, src, gs, vals.data(), rows.data(), col_ptr.data(), perm.data(), dx.data(),
+                             {g.in_stripe(), g.bc, g.Hp(), g.Wp()}, true);
+    });
+  };
+  auto grad_values = [&](const float* src, const Stripes& gs) {
+    return median_ms([&] {
+      conv_grad_values<float>(g, src, gs, xp.data(), rows.data(), cols.data(), nnz, dv.data());
+    });
+  };
+  const double t_dx = grad_input(gp.data(), packed), t_dv = grad_values(gp.data(), packed);
+  const double t_dx_direct = grad_input(gy.data(), direct), t_dv_direct = grad_values(gy.data(), direct);
   std::printf("%s density %.3f block %ld, %d threads, %s\n", kind.c_str(), double(nnz) / all.size(), (long)bs,
               omp_get_max_threads(), simd_level());
   std::printf("pack x %.2f ms, pack grad %.2f ms\n", t_px, t_pg);
-  for (auto [name, t] : {std::pair<const char*, double>{"forward", t_f}, {"grad input", t_dx}, {"grad values", t_dv}})
-    std::printf("%-12s %7.2f ms  %6.1f GFLOP/s\n", name, t, flops / t / 1e6);
+  for (auto [name, t] : {std::pair<const char*, double>{"forward", t_f}, {"grad input", t_dx},
+                         {"grad values", t_dv}, {"grad input, unpacked grad", t_dx_direct},
+                         {"grad values, unpacked grad", t_dv_direct}})
+    std::printf("%-26s %7.2f ms  %6.1f GFLOP/s\n", name, t, flops / t / 1e6);
   return 0;
 }

@@ -172,9 +172,10 @@ Strides rows_as_pixels(const Tensor& t2d) { return {0, t2d.stride(1), 0, t2d.str
 
 template <class T>
 T* pack(ScratchSlot slot, const Tensor& t, const Strides& s, int64_t B, int64_t C, int64_t H,
-        int64_t W, int64_t bs, int64_t PH, int64_t PW) {
+        int64_t W, int64_t bs, int64_t PH, int64_t PW, T* channel_sums = nullptr) {
   Tensor buf = scratch(slot, B * C * (H + 2 * PH) * (W + 2 * PW), t.options());
-  pack_stripes<T>(t.data_ptr<T>(), B, C, H, W, s.b, s.c, s.h, s.w, bs, PH, PW, buf.data_ptr<T>());
+  pack_stripes<T>(t.data_ptr<T>(), B, C, H, W, s.b, s.c, s.h, s.w, bs, PH, PW, buf.data_ptr<T>(),
+                  channel_sums);
   return buf.data_ptr<T>();
 }
 
@@ -202,31 +203,38 @@ void forward(const ConvGeometry& g, const Tensor& x, const Strides& xs, const Te
   });
 }
 
-// dX into `dx` (if defined; NHWC pixels, or [N, C]) and dvalues into `dv` (if defined).
+// Gradients of one call, each computed only if defined: dX into `dx` (NHWC pixels,
+// or [N, C]), dvalues into `dv`, the bias gradient into `db` (summed while packing dY).
+struct Grads {
+  Tensor dx, dv, db;
+};
+
 void backward(const ConvGeometry& g, const Tensor& grad, const Strides& gs, const Tensor& x,
-              const Strides& xs, const Tensor& values, const Layout& L, Tensor& dx, Tensor& dv) {
+              const Strides& xs, const Tensor& values, const Layout& L, Grads& out) {
   check_layout(g, values, L);
+  Tensor &dx = out.dx, &dv = out.dv, &db = out.db;
   if (g.B == 0 || g.Wo == 0) {
-    if (dx.defined()) dx.zero_();
-    if (dv.defined()) dv.zero_();
+    for (Tensor* t : {&dx, &dv, &db})
+      if (t->defined()) t->zero_();
     return;
   }
   const Tensor vals = values.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "suptickets_backward", [&] {
-    const scalar_t* gp =
-        pack<scalar_t>(kGradOut, grad, gs, g.B, g.Cout, g.Ho, g.Wo, g.br, 0, 0);
+    const scalar_t* gp = pack<scalar_t>(kGradOut, grad, gs, g.B, g.Cout, g.Ho, g.Wo, g.br, 0, 0,
+                                        db.defined() ? db.data_ptr<scalar_t>() : nullptr);
+    const Stripes packed{g.out_stripe(), g.br};
     if (dx.defined()) {
       const bool pointwise = g.KH * g.KW == 1 && g.SH == 1 && g.SW == 1 && g.PH == 0 && g.PW == 0;
       if (g.PH == 0 && g.PW == 0) {
         // dx is unpadded NHWC: write it in place.
         if (!pointwise) dx.zero_();
-        conv_grad_input<scalar_t>(g, gp, vals.data_ptr<scalar_t>(), L.rows.data_ptr<int32_t>(),
+        conv_grad_input<scalar_t>(g, gp, packed, vals.data_ptr<scalar_t>(), L.rows.data_ptr<int32_t>(),
                                   L.col_ptr.data_ptr<int32_t>(), L.col_perm.data_ptr<int32_t>(),
                                   dx.data_ptr<scalar_t>(), {g.bc, g.Cin, g.H, g.W}, !pointwise);
       } else {
         Tensor buf = scratch(kGradInput, g.Cin * g.B * g.Hp() * g.Wp(), x.options());
         buf.zero_();
-        conv_grad_input<scalar_t>(g, gp, vals.data_ptr<scalar_t>(), L.rows.data_ptr<int32_t>(),
+        conv_grad_input<scalar_t>(g, gp, packed, vals.data_ptr<scalar_t>(), L.rows.data_ptr<int32_t>(),
                                   L.col_ptr.data_ptr<int32_t>(), L.col_perm.data_ptr<int32_t>(),
                                   buf.data_ptr<scalar_t>(),
                                   {g.in_stripe(), g.bc, g.Hp(), g.Wp()}, true);
@@ -236,14 +244,10 @@ void backward(const ConvGeometry& g, const Tensor& grad, const Strides& gs, cons
     }
     if (dv.defined()) {
       const scalar_t* xp = pack<scalar_t>(kInput, x, xs, g.B, g.Cin, g.H, g.W, g.bc, g.PH, g.PW);
-      conv_grad_values<scalar_t>(g, gp, xp, L.rows.data_ptr<int32_t>(), L.cols.data_ptr<int32_t>(),
+      conv_grad_values<scalar_t>(g, gp, packed, xp, L.rows.data_ptr<int32_t>(), L.cols.data_ptr<int32_t>(),
                                  values.size(0), dv.data_ptr<scalar_t>());
     }
   });
-}
-
-Tensor empty_like_values_or_none(const Tensor& values, bool needed) {
-  return needed ? empty_output(values.sizes(), values.options()) : at::empty({0}, values.options());
 }
 
 }  // namespace
@@ -259,23 +263,29 @@ Tensor bsr_conv2d(const Tensor& x, const Tensor& values, const Tensor& rows, con
   return y;
 }
 
-std::tuple<Tensor, Tensor> bsr_conv2d_backward(
+// Outputs a gradient the caller does not need as an empty tensor (the schema has no
+// optional returns).
+Tensor grad_or_empty(bool needed, at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  return needed ? empty_output(sizes, opts) : at::empty({0}, opts.memory_format(std::nullopt));
+}
+
+std::tuple<Tensor, Tensor, Tensor> bsr_conv2d_backward(
     const Tensor& grad, const Tensor& x, const Tensor& values, const Tensor& rows, const Tensor& cols,
     const Tensor& row_ptr, const Tensor& col_ptr, const Tensor& col_perm, IntArrayRef kernel,
-    IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, bool need_input, bool need_values) {
+    IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, bool need_input, bool need_values,
+    bool need_bias) {
   const ConvGeometry g = conv_geometry(x, values, grad.size(1), kernel, stride, padding, dilation);
   TORCH_CHECK(grad.dim() == 4 && grad.size(0) == g.B && grad.size(2) == g.Ho && grad.size(3) == g.Wo &&
                   grad.scalar_type() == x.scalar_type(),
               "suptickets::bsr_conv2d_backward: grad_out must be [", g.B, ", ", g.Cout, ", ", g.Ho,
               ", ", g.Wo, "], got ", grad.sizes());
-  Tensor dx = need_input ? empty_output(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast))
-                         : at::empty({0}, x.options());
-  Tensor dv = empty_like_values_or_none(values, need_values);
-  Tensor dx_arg = need_input ? dx : Tensor();
-  Tensor dv_arg = need_values ? dv : Tensor();
-  backward(g, grad, nchw_strides(grad), x, nchw_strides(x), values,
-           {rows, cols, row_ptr, col_ptr, col_perm}, dx_arg, dv_arg);
-  return {dx, dv};
+  const Tensor dx = grad_or_empty(need_input, x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const Tensor dv = grad_or_empty(need_values, values.sizes(), values.options());
+  const Tensor db = grad_or_empty(need_bias, {g.Cout}, values.options());
+  Grads out{need_input ? dx : Tensor(), need_values ? dv : Tensor(), need_bias ? db : Tensor()};
+  backward(g, grad, nchw_strides(grad), x, nchw_strides(x), values, {rows, cols, row_ptr, col_ptr, col_perm},
+           out);
+  return {dx, dv, db};
 }
 
 Tensor bsr_linear(const Tensor& x, const Tensor& values, const Tensor& rows, const Tensor& cols,
@@ -292,10 +302,10 @@ Tensor bsr_linear(const Tensor& x, const Tensor& values, const Tensor& rows, con
   return y.view(shape);
 }
 
-std::tuple<Tensor, Tensor> bsr_linear_backward(
+std::tuple<Tensor, Tensor, Tensor> bsr_linear_backward(
     const Tensor& grad, const Tensor& x, const Tensor& values, const Tensor& rows, const Tensor& cols,
     const Tensor& row_ptr, const Tensor& col_ptr, const Tensor& col_perm, bool need_input,
-    bool need_values) {
+    bool need_values, bool need_bias) {
   check_operands(x, values, "bsr_linear_backward");
   const Tensor x2 = x.reshape({-1, x.size(-1)});
   const Tensor g2 = grad.reshape({-1, grad.size(-1)});
@@ -303,13 +313,13 @@ std::tuple<Tensor, Tensor> bsr_linear_backward(
   TORCH_CHECK(g2.size(0) == x2.size(0) && grad.scalar_type() == x.scalar_type(),
               "suptickets::bsr_linear_backward: grad_out ", grad.sizes(), " does not match input ",
               x.sizes());
-  Tensor dx = need_input ? empty_output(x2.sizes(), x.options()) : at::empty({0}, x.options());
-  Tensor dv = empty_like_values_or_none(values, need_values);
-  Tensor dx_arg = need_input ? dx : Tensor();
-  Tensor dv_arg = need_values ? dv : Tensor();
-  backward(g, g2, rows_as_pixels(g2), x2, rows_as_pixels(x2), values,
-           {rows, cols, row_ptr, col_ptr, col_perm}, dx_arg, dv_arg);
-  return {need_input ? dx.view(x.sizes()) : dx, dv};
+  const Tensor dx = grad_or_empty(need_input, x2.sizes(), x.options());
+  const Tensor dv = grad_or_empty(need_values, values.sizes(), values.options());
+  const Tensor db = grad_or_empty(need_bias, {g.Cout}, values.options());
+  Grads out{need_input ? dx : Tensor(), need_values ? dv : Tensor(), need_bias ? db : Tensor()};
+  backward(g, g2, rows_as_pixels(g2), x2, rows_as_pixels(x2), values, {rows, cols, row_ptr, col_ptr, col_perm},
+           out);
+  return {need_input ? dx.view(x.sizes()) : dx, dv, db};
 }
 
 TORCH_LIBRARY_IMPL(suptickets, CPU, m) {

@@ -18,6 +18,8 @@ namespace {
 int64_t pixels_per_unit(int64_t tile) { return std::max<int64_t>(tile, (96 / tile) * tile); }
 // Block-rows a forward work unit walks per pixel tile (measured best on 32x32 blocks).
 constexpr int64_t kRowGroup = 8;
+// Pixels of one row that a packing work unit copies.
+constexpr int64_t kPackRun = 64;
 // Outputs at least this large bypass the caches (non-temporal stores).
 constexpr int64_t kStreamBytes = int64_t(8) << 20;
 // Pixels of the dvalues reduction kept hot in cache between row tiles.
@@ -43,26 +45,45 @@ int64_t input_offset(const ConvGeometry& g, const Tap& tp) {
 template <class T>
 void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb,
                   int64_t sc, int64_t sh, int64_t sw, int64_t bs, int64_t PH, int64_t PW,
-                  T* out) {
+                  T* out, T* channel_sums) {
   const int64_t ncb = C / bs, Hp = H + 2 * PH, Wp = W + 2 * PW;
+  const int64_t runs = (Wp + kPackRun - 1) / kPackRun;
+  // Channel block innermost: consecutive units read the same input rows.
+  const int64_t units = B * Hp * runs * ncb;
+  std::vector<T> partial(channel_sums ? units * bs : 0, T(0));
 #pragma omp parallel for schedule(static)
-  for (int64_t u = 0; u < ncb * B * Hp; ++u) {
-    const int64_t hp = u % Hp, b = (u / Hp) % B, cb = u / (Hp * B);
-    T* o = out + u * Wp * bs;
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t cb = u % ncb, r = u / ncb;
+    const int64_t wp0 = (r % runs) * kPackRun, wp1 = std::min(Wp, wp0 + kPackRun);
+    const int64_t hp = (r / runs) % Hp, b = r / (runs * Hp);
+    T* row = out + ((cb * B + b) * Hp + hp) * Wp * bs;
     if (hp < PH || hp >= PH + H) {
-      std::fill(o, o + Wp * bs, T(0));
+      std::fill(row + wp0 * bs, row + wp1 * bs, T(0));
       continue;
     }
-    std::fill(o, o + PW * bs, T(0));
-    std::fill(o + (PW + W) * bs, o + Wp * bs, T(0));
-    const T* i = in + b * sb + cb * bs * sc + (hp - PH) * sh;
-    T* row = o + PW * bs;
+    // [w0, w1): the unpadded columns of this run
+    const int64_t w0 = std::max(wp0, PW) - PW, w1 = std::min(wp1, PW + W) - PW;
+    std::fill(row + wp0 * bs, row + std::max(wp0, std::min(wp1, PW)) * bs, T(0));
+    std::fill(row + std::max(wp0, std::min(wp1, PW + W)) * bs, row + wp1 * bs, T(0));
+    if (w1 <= w0) continue;
+    const T* src = in + b * sb + cb * bs * sc + (hp - PH) * sh;
+    T* dst = row + PW * bs;
     if (sc == 1) {
-      for (int64_t w = 0; w < W; ++w) std::memcpy(row + w * bs, i + w * sw, bs * sizeof(T));
+      for (int64_t w = w0; w < w1; ++w) std::memcpy(dst + w * bs, src + w * sw, bs * sizeof(T));
     } else {
       for (int64_t j = 0; j < bs; ++j)
-        for (int64_t w = 0; w < W; ++w) row[w * bs + j] = i[j * sc + w * sw];
+        for (int64_t w = w0; w < w1; ++w) dst[w * bs + j] = src[j * sc + w * sw];
     }
+    if (channel_sums) {
+      T* part = partial.data() + u * bs;
+      for (int64_t w = w0; w < w1; ++w)
+        for (int64_t j = 0; j < bs; ++j) part[j] += dst[w * bs + j];
+    }
+  }
+  if (channel_sums) {
+    std::fill(channel_sums, channel_sums + C, T(0));
+    for (int64_t u = 0; u < units; ++u)
+      for (int64_t j = 0; j < bs; ++j) channel_sums[(u % ncb) * bs + j] += partial[u * bs + j];
   }
 }
 
@@ -127,14 +148,14 @@ void conv_forward(const ConvGeometry& g, const T* xp, const T* vt, const int32_t
 }
 
 template <class T>
-void conv_grad_input(const ConvGeometry& g, const T* gp, const T* values, const int32_t* rows,
+void conv_grad_input(const ConvGeometry& g, const T* gp, const Stripes& gs, const T* values, const int32_t* rows,
                      const int32_t* col_ptr, const int32_t* col_perm, T* dst,
                      const GradInputTarget& target, bool accumulate) {
   const int64_t ncb = g.in_blocks(), ncols = g.KH * g.KW * ncb, nnz = col_ptr[ncols];
   std::vector<TileItem> items(nnz);
   for (int64_t q = 0; q < nnz; ++q) {
     const int64_t s = col_perm[q];
-    items[q] = {rows[s] * g.out_stripe(), s * g.br * g.bc, g.br};
+    items[q] = {rows[s] * gs.stripe, s * g.br * g.bc, g.br};
   }
   const int64_t tile = tile_rows<T>(g.bc);
   // Taps of one kernel write overlapping pixels, so a unit owns a whole image of
@@ -152,7 +173,7 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const T* values, const 
     const int64_t b = (r / (g.Ho / rows_per_unit)) % g.B;
     const int64_t cblk = r / ((g.Ho / rows_per_unit) * g.B);
     TileArgs<T> t;
-    t.a_m = g.br;
+    t.a_m = gs.pixel;
     t.a_k = 1;
     t.B = values;
     t.b_k = g.bc;
@@ -168,7 +189,7 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const T* values, const 
       for (int64_t oh = oh0; oh < oh0 + rows_per_unit; ++oh) {
         const int64_t h = oh * g.SH + ki * g.DH;
         for (int64_t ow = ow0; ow < ow1; ow += tile) {
-          t.A = gp + ((b * g.Ho + oh) * g.Wo + ow) * g.br;
+          t.A = gp + ((b * g.Ho + oh) * g.Wo + ow) * gs.pixel;
           t.C = dst + cblk * target.stripe +
                 ((b * target.rows + h) * target.cols + ow * g.SW + kj * g.DW) * target.pixel;
           run_tile(t, std::min(tile, ow1 - ow), g.bc);
@@ -179,7 +200,7 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const T* values, const 
 }
 
 template <class T>
-void conv_grad_values(const ConvGeometry& g, const T* gp, const T* xp, const int32_t* rows,
+void conv_grad_values(const ConvGeometry& g, const T* gp, const Stripes& gs, const T* xp, const int32_t* rows,
                       const int32_t* cols, int64_t nnz, T* dvalues) {
   // Runs of consecutive output pixels of one output row, cut at kReductionChunk,
   // grouped into chunks of about kReductionChunk pixels.
@@ -190,7 +211,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const T* xp, const int
     const int64_t b = bo / g.Ho, oh = bo % g.Ho;
     for (int64_t ow = 0; ow < g.Wo; ow += kReductionChunk) {
       const int64_t len = std::min(kReductionChunk, g.Wo - ow);
-      runs.push_back({(bo * g.Wo + ow) * g.br, ((b * g.Hp() + oh * g.SH) * g.Wp() + ow * g.SW) * g.bc,
+      runs.push_back({(bo * g.Wo + ow) * gs.pixel, ((b * g.Hp() + oh * g.SH) * g.Wp() + ow * g.SW) * g.bc,
                       len});
       in_chunk += len;
       if (in_chunk >= kReductionChunk) {
@@ -219,13 +240,13 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const T* xp, const int
     }
     TileArgs<T> t;
     t.a_m = 1;
-    t.a_k = g.br;
+    t.a_k = gs.pixel;
     t.B = xp + input_offset(g, tap_of(g, cols[s]));
     t.b_k = g.SW * g.bc;
     t.c_m = g.bc;
     t.init = nullptr;
     t.stream = false;
-    const T* a = gp + rows[s] * g.out_stripe();
+    const T* a = gp + rows[s] * gs.stripe;
     for (int64_t c = 0; c < nchunks; ++c) {
       t.items = runs.data() + chunk_start[c];
       t.n_items = chunk_start[c + 1] - chunk_start[c];
@@ -241,15 +262,17 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const T* xp, const int
 
 #define SUPTICKETS_INSTANTIATE(T)                                                              \
   template void pack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
-                                int64_t, int64_t, int64_t, int64_t, int64_t, T*);              \
+                                int64_t, int64_t, int64_t, int64_t, int64_t, T*, T*);          \
   template void unpack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
                                   int64_t, int64_t, T*);                                       \
   template void conv_forward<T>(const ConvGeometry&, const T*, const T*, const int32_t*,       \
                                 const int32_t*, const T*, T*);                                 \
-  template void conv_grad_input<T>(const ConvGeometry&, const T*, const T*, const int32_t*,    \
+  template void conv_grad_input<T>(const ConvGeometry&, const T*, const Stripes&, const T*,     \
+                                   const int32_t*,                                             \
                                    const int32_t*, const int32_t*, T*, const GradInputTarget&, \
                                    bool);                                                      \
-  template void conv_grad_values<T>(const ConvGeometry&, const T*, const T*, const int32_t*,   \
+  template void conv_grad_values<T>(const ConvGeometry&, const T*, const Stripes&, const T*,   \
+                                    const int32_t*,                                            \
                                     const int32_t*, int64_t, T*);
 SUPTICKETS_INSTANTIATE(float)
 SUPTICKETS_INSTANTIATE(double)

@@ -8,7 +8,8 @@
 //                    (br, bc) blocks; slot s holds block (rows[s], cols[s]).
 //   values           [nnz][br][bc]  (forward uses its per-block transpose [nnz][bc][br])
 //   input stripes    xp[Cin/bc][B][Hp][Wp][bc], Hp = H + 2 PH, Wp = W + 2 PW, zero padded
-//   grad-out stripes gp[Cout/br][B][Ho][Wo][br]
+//   grad-out         gp, channel blocks of br as described by a Stripes (packed
+//                    stripes [Cout/br][B][Ho][Wo][br], or the NHWC tensor itself)
 //   output           y[B][Ho][Wo][Cout]  (NHWC: a channels_last tensor, or [N, Cout])
 // Every kernel reads only active blocks; index arrays are int32.
 #pragma once
@@ -30,6 +31,13 @@ struct ConvGeometry {
   int64_t out_blocks() const { return Cout / br; }
 };
 
+// A channel-blocked activation: element j of channel block cb at pixel p (p runs
+// over b, h, w of its grid) lives at cb * stripe + p * pixel + j. Packed stripes
+// use (pixels * bs, bs); an NHWC tensor with C channels uses (bs, C).
+struct Stripes {
+  int64_t stripe, pixel;
+};
+
 // Where the kernels write dX: element (channel block cb, image b, row h, col w, j)
 // lives at cb * stripe + ((b * rows + h) * cols + w) * pixel + j. Packed stripes
 // use (B*Hp*Wp*bc, bc, Hp, Wp); an unpadded NHWC tensor uses (bc, Cin, H, W).
@@ -38,11 +46,13 @@ struct GradInputTarget {
 };
 
 // out[cb][b][h + PH][w + PW][j] = in[b][cb*bs + j][h][w] for any element strides
-// (sb, sc, sh, sw) of `in`; the padding ring is zeroed. Parallel.
+// (sb, sc, sh, sw) of `in`; the padding ring is zeroed. With `channel_sums` (C
+// entries) also writes the sum of every channel over all pixels (a bias gradient),
+// in a fixed order. Parallel.
 template <class T>
 void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W,
                   int64_t sb, int64_t sc, int64_t sh, int64_t sw, int64_t bs,
-                  int64_t PH, int64_t PW, T* out);
+                  int64_t PH, int64_t PW, T* out, T* channel_sums = nullptr);
 
 // out[b][h][w][cb*bs + j] = in[cb][b][h + PH][w + PW][j]  (NHWC output). Parallel.
 template <class T>
@@ -59,13 +69,13 @@ void conv_forward(const ConvGeometry& g, const T* xp, const T* vt,
 // `accumulate` false is allowed only for 1x1 kernels with stride 1 (every
 // element is then written exactly once); otherwise dst must be zeroed first.
 template <class T>
-void conv_grad_input(const ConvGeometry& g, const T* gp, const T* values,
+void conv_grad_input(const ConvGeometry& g, const T* gp, const Stripes& gs, const T* values,
                      const int32_t* rows, const int32_t* col_ptr, const int32_t* col_perm,
                      T* dst, const GradInputTarget& target, bool accumulate);
 
 // dvalues[s] = dY[:, block row]^T * X[:, block col] for every active slot (SDDMM).
 template <class T>
-void conv_grad_values(const ConvGeometry& g, const T* gp, const T* xp,
+void conv_grad_values(const ConvGeometry& g, const T* gp, const Stripes& gs, const T* xp,
                       const int32_t* rows, const int32_t* cols, int64_t nnz, T* dvalues);
 
 // Which instruction set the float32 tile kernels use: "avx512", "avx2" or "generic".

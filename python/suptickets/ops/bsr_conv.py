@@ -77,13 +77,14 @@ if _extension.available:
 
     @torch.library.register_fake("suptickets::bsr_conv2d_backward")
     def _bsr_conv2d_backward_fake(grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, kernel_size, stride,
-                                  padding, dilation, need_input, need_values):
+                                  padding, dilation, need_input, need_values, need_bias):
         if need_input:
             dx = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
         else:
             dx = x.new_empty((0,))
         dv = values.new_empty(values.shape) if need_values else values.new_empty((0,))
-        return dx, dv
+        db = values.new_empty((grad.shape[1],)) if need_bias else values.new_empty((0,))
+        return dx, dv, db
 
     def _setup_context(ctx, inputs, output):
         x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, _, kernel_size, stride, padding, dilation = inputs
@@ -93,14 +94,10 @@ if _extension.available:
     def _backward(ctx, grad):
         x, values, rows, cols, row_ptr, col_ptr, col_perm = ctx.saved_tensors
         need_x, need_v, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
-        dx = dv = db = None
-        if need_x or need_v:
-            dx, dv = torch.ops.suptickets.bsr_conv2d_backward.default(
-                grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, *ctx.geometry, need_x, need_v
-            )
-        if need_b:
-            db = grad.sum((0, 2, 3))
-        grads = [dx if need_x else None, dv if need_v else None, None, None, None, None, None, db]
+        dx, dv, db = torch.ops.suptickets.bsr_conv2d_backward.default(
+            grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, *ctx.geometry, need_x, need_v, need_b
+        )
+        grads = [dx if need_x else None, dv if need_v else None, None, None, None, None, None, db if need_b else None]
         return tuple(grads + [None] * 5)
 
     torch.library.register_autograd("suptickets::bsr_conv2d", _backward, setup_context=_setup_context)

@@ -6,7 +6,7 @@ The C++ operators ``suptickets::bsr_linear`` / ``bsr_linear_backward`` get a fak
 
 - ``dX = dY @ W`` walks the block-columns of the layout (``col_ptr``/``col_perm``);
 - ``dvalues[s] = dY[:, rows[s]]^T @ X[:, cols[s]]`` only on active blocks (SDDMM);
-- ``dbias = dY.sum(leading dims)``.
+- ``dbias = dY.sum(leading dims)``, summed while ``dY`` is packed.
 """
 from __future__ import annotations
 
@@ -43,10 +43,12 @@ if _extension.available:
         return x.new_empty((*x.shape[:-1], out_features))
 
     @torch.library.register_fake("suptickets::bsr_linear_backward")
-    def _bsr_linear_backward_fake(grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, need_input, need_values):
+    def _bsr_linear_backward_fake(grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, need_input, need_values,
+                                  need_bias):
         dx = x.new_empty(x.shape) if need_input else x.new_empty((0,))
         dv = values.new_empty(values.shape) if need_values else values.new_empty((0,))
-        return dx, dv
+        db = values.new_empty((grad.shape[-1],)) if need_bias else values.new_empty((0,))
+        return dx, dv, db
 
     def _setup_context(ctx, inputs, output):
         x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, _ = inputs
@@ -55,13 +57,10 @@ if _extension.available:
     def _backward(ctx, grad):
         x, values, rows, cols, row_ptr, col_ptr, col_perm = ctx.saved_tensors
         need_x, need_v, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
-        dx = dv = db = None
-        if need_x or need_v:
-            dx, dv = torch.ops.suptickets.bsr_linear_backward.default(
-                grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, need_x, need_v
-            )
-        if need_b:
-            db = grad.reshape(-1, grad.shape[-1]).sum(0)
-        return (dx if need_x else None), (dv if need_v else None), None, None, None, None, None, db, None
+        dx, dv, db = torch.ops.suptickets.bsr_linear_backward.default(
+            grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, need_x, need_v, need_b
+        )
+        return (dx if need_x else None), (dv if need_v else None), None, None, None, None, None, \
+            (db if need_b else None), None
 
     torch.library.register_autograd("suptickets::bsr_linear", _backward, setup_context=_setup_context)
