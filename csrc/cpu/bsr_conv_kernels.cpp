@@ -20,8 +20,9 @@ int64_t pixels_per_unit(int64_t tile) { return std::max<int64_t>(tile, (96 / til
 constexpr int64_t kRowGroup = 8;
 // Pixels of one row that a packing work unit copies.
 constexpr int64_t kPackRun = 64;
-// Outputs at least this large bypass the caches (non-temporal stores).
-constexpr int64_t kStreamBytes = int64_t(8) << 20;
+// Outputs at least this large (about a last-level cache) bypass the caches with
+// non-temporal stores; smaller ones stay cached for the layer that reads them next.
+constexpr int64_t kStreamBytes = int64_t(32) << 20;
 // Pixels of the dvalues reduction kept hot in cache between row tiles.
 constexpr int64_t kReductionChunk = 256;
 
@@ -119,7 +120,7 @@ void conv_forward(const ConvGeometry& g, const T* xp, const T* vt, const int32_t
   // while the group's blocks stay in cache.
   const int64_t group = std::min(nrb, kRowGroup);
   const int64_t ngroups = (nrb + group - 1) / group;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < g.B * g.Ho * nchunks * ngroups; ++u) {
     const int64_t rb0 = (u % ngroups) * group, rb1 = std::min(nrb, rb0 + group), r = u / ngroups;
     const int64_t ow0 = (r % nchunks) * chunk, bo = r / nchunks;
