@@ -1,11 +1,10 @@
 """Timing and peak-memory helpers shared by the benchmark scripts."""
 from __future__ import annotations
 
+import gc
+import re
 import statistics
 import time
-
-import torch
-from torch.profiler import ProfilerActivity, profile
 
 
 def median_ms(fn, repeats: int, setup=None, warmup: int = 1) -> float:
@@ -24,26 +23,24 @@ def median_ms(fn, repeats: int, setup=None, warmup: int = 1) -> float:
     return 1e3 * statistics.median(times)
 
 
-def peak_mb(fn, setup=None) -> float:
-    """Peak bytes of CPU tensor memory allocated while ``fn()`` runs (C++ scratch included),
-    read from the allocator's running total in the profiler's allocation events."""
-    from torch._C._profiler import _EventType
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
 
+
+def peak_mb(fn, setup=None) -> float:
+    """Peak resident memory that ``fn()`` adds to the process, in MiB: the kernel's high-water
+    mark (reset through /proc/self/clear_refs) minus the resident size before the call. It sees
+    every allocation, torch's and the C++ operators' own; memory an allocator kept from earlier
+    calls and reuses is not counted again."""
     if setup:
         setup()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    peak = 0
-
-    def walk(events):
-        nonlocal peak
-        for e in events:
-            if e.tag == _EventType.Allocation:
-                peak = max(peak, e.extra_fields.total_allocated)
-            walk(e.children)
-
-    walk(prof.profiler.kineto_results.experimental_event_tree())
-    return peak / 2**20
+    gc.collect()
+    before = _status_bytes("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident size
+    fn()
+    return max(0, _status_bytes("VmHWM") - before) / 2**20
 
 
 def markdown_table(header, rows) -> str:

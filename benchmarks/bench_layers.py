@@ -6,8 +6,10 @@
 Prints one table: per layer shape, density and block, the forward and forward+backward
 times of the dense and the sparse layer (medians, same run), speedup = dense / sparse,
 eta = useful FLOP/s of the sparse layer / FLOP/s of the dense one (DESIGN.md,
-"Performance accounting"; eta = speedup x density), and the peak tensor memory of one
-forward+backward (C++ scratch buffers included) and of the layer's parameters.
+"Performance accounting"; eta = speedup x density), the peak memory one forward+backward
+adds to the process (all allocations, the sparse layer's packing buffers and cached
+outputs released first so they count), and the layer's parameter memory relative to the
+dense layer's.
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ def measure(layer, x, grad, repeats):
 
     fwd = median_ms(forward, repeats)
     total = median_ms(step, repeats, setup=clear)
+    st.ops.release_workspace()  # so that the peak counts the packing buffers and outputs too
     peak = peak_mb(step, setup=clear)
     params = sum(p.numel() * p.element_size() for p in layer.parameters()) / 2**20
     return fwd, total, peak, params

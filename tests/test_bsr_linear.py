@@ -153,3 +153,17 @@ def test_other_dtypes_fall_back_to_the_reference():
     layout = make_layout((32, 32), (16, 16), "half")
     x, v = torch.randn(3, 32, dtype=torch.bfloat16), torch.randn(layout.nnz, 16, 16, dtype=torch.bfloat16)
     torch.testing.assert_close(st.ops.bsr_linear(x, v, layout), reference.bsr_linear(x, v, layout))
+
+
+def test_scratch_buffers_are_reused_and_can_be_released():
+    layout = make_layout((64, 64), (16, 16), "half")
+    x, v = torch.randn(40, 64), torch.randn(layout.nnz, 16, 16)
+    st.ops.release_workspace()
+    assert st.ops.workspace_bytes() == 0
+    st.ops.bsr_linear(x, v, layout)
+    held = st.ops.workspace_bytes()
+    assert held >= x.numel() * 4
+    st.ops.bsr_linear(x[:20], v, layout)
+    assert st.ops.workspace_bytes() == held
+    st.ops.release_workspace()
+    assert st.ops.workspace_bytes() == 0

@@ -4,9 +4,8 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include <sys/mman.h>
-
 #include "bsr_conv_kernels.h"
+#include "workspace.h"
 
 namespace suptickets {
 namespace cpu {
@@ -14,39 +13,6 @@ namespace {
 
 using at::IntArrayRef;
 using at::Tensor;
-
-// Asks the kernel to back a large fresh buffer with 2 MB pages: one page fault
-// per 2 MB instead of 512, which matters when an output is as large as the work.
-void advise_huge_pages(const Tensor& t) {
-#ifdef MADV_HUGEPAGE
-  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t end = begin + t.nbytes();
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t last = end & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#else
-  (void)t;
-#endif
-}
-
-Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  Tensor t = at::empty(sizes, opts);
-  advise_huge_pages(t);
-  return t;
-}
-
-// Packed activations live in per-thread buffers that grow to the largest call
-// and are reused: a fresh multi-MB buffer costs page faults on every call.
-enum ScratchSlot { kInput = 0, kGradOut = 1, kGradInput = 2, kSlots = 3 };
-
-Tensor scratch(ScratchSlot slot, int64_t numel, const at::TensorOptions& opts) {
-  static thread_local Tensor buffers[kSlots];
-  Tensor& buf = buffers[slot];
-  if (!buf.defined() || buf.scalar_type() != opts.dtype().toScalarType() || buf.numel() < numel)
-    buf = empty_output({std::max<int64_t>(numel, 1)}, opts);
-  return buf.narrow(0, 0, numel);
-}
 
 struct Layout {
   const Tensor& rows;
@@ -257,16 +223,16 @@ Tensor bsr_conv2d(const Tensor& x, const Tensor& values, const Tensor& rows, con
                   const std::optional<Tensor>& bias, int64_t out_channels, IntArrayRef kernel,
                   IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation) {
   const ConvGeometry g = conv_geometry(x, values, out_channels, kernel, stride, padding, dilation);
-  Tensor y = empty_output({g.B, g.Cout, g.Ho, g.Wo},
-                          x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  Tensor y = empty_output({g.B, g.Cout, g.Ho, g.Wo}, x.options(), at::MemoryFormat::ChannelsLast);
   forward(g, x, nchw_strides(x), values, {rows, cols, row_ptr, col_ptr, col_perm}, bias, y);
   return y;
 }
 
 // Outputs a gradient the caller does not need as an empty tensor (the schema has no
 // optional returns).
-Tensor grad_or_empty(bool needed, at::IntArrayRef sizes, const at::TensorOptions& opts) {
-  return needed ? empty_output(sizes, opts) : at::empty({0}, opts.memory_format(std::nullopt));
+Tensor grad_or_empty(bool needed, at::IntArrayRef sizes, const at::TensorOptions& opts,
+                     at::MemoryFormat format = at::MemoryFormat::Contiguous) {
+  return needed ? empty_output(sizes, opts, format) : at::empty({0}, opts);
 }
 
 std::tuple<Tensor, Tensor, Tensor> bsr_conv2d_backward(
@@ -279,7 +245,7 @@ std::tuple<Tensor, Tensor, Tensor> bsr_conv2d_backward(
                   grad.scalar_type() == x.scalar_type(),
               "suptickets::bsr_conv2d_backward: grad_out must be [", g.B, ", ", g.Cout, ", ", g.Ho,
               ", ", g.Wo, "], got ", grad.sizes());
-  const Tensor dx = grad_or_empty(need_input, x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const Tensor dx = grad_or_empty(need_input, x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
   const Tensor dv = grad_or_empty(need_values, values.sizes(), values.options());
   const Tensor db = grad_or_empty(need_bias, {g.Cout}, values.options());
   Grads out{need_input ? dx : Tensor(), need_values ? dv : Tensor(), need_bias ? db : Tensor()};

@@ -3,6 +3,7 @@
 #include "bsr_conv_kernels.h"
 
 #include <omp.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cstring>
@@ -30,6 +31,19 @@ struct Tap {
   int64_t ki, kj, cblk;
 };
 
+// Copies n contiguous elements; float runs to a 16-byte aligned destination can
+// bypass the caches (a packed buffer larger than the last-level cache).
+template <class T>
+void copy_run(T* dst, const T* src, int64_t n, bool stream) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (stream) {
+      for (int64_t j = 0; j < n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
+      return;
+    }
+  }
+  std::memcpy(dst, src, n * sizeof(T));
+}
+
 Tap tap_of(const ConvGeometry& g, int64_t col) {
   const int64_t ncb = g.in_blocks();
   const int64_t tap = col / ncb;
@@ -52,6 +66,8 @@ void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64
   // Channel block innermost: consecutive units read the same input rows.
   const int64_t units = B * Hp * runs * ncb;
   std::vector<T> partial(channel_sums ? units * bs : 0, T(0));
+  const bool stream = ncb * B * Hp * Wp * bs * int64_t(sizeof(T)) >= kStreamBytes && bs % 4 == 0 &&
+                      reinterpret_cast<uintptr_t>(out) % 16 == 0;
 #pragma omp parallel for schedule(static)
   for (int64_t u = 0; u < units; ++u) {
     const int64_t cb = u % ncb, r = u / ncb;
@@ -70,7 +86,7 @@ void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64
     const T* src = in + b * sb + cb * bs * sc + (hp - PH) * sh;
     T* dst = row + PW * bs;
     if (sc == 1) {
-      for (int64_t w = w0; w < w1; ++w) std::memcpy(dst + w * bs, src + w * sw, bs * sizeof(T));
+      for (int64_t w = w0; w < w1; ++w) copy_run(dst + w * bs, src + w * sw, bs, stream);
     } else {
       for (int64_t j = 0; j < bs; ++j)
         for (int64_t w = w0; w < w1; ++w) dst[w * bs + j] = src[j * sc + w * sw];
@@ -78,9 +94,10 @@ void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64
     if (channel_sums) {
       T* part = partial.data() + u * bs;
       for (int64_t w = w0; w < w1; ++w)
-        for (int64_t j = 0; j < bs; ++j) part[j] += dst[w * bs + j];
+        for (int64_t j = 0; j < bs; ++j) part[j] += src[j * sc + w * sw];
     }
   }
+  if (stream) _mm_sfence();  // the parallel region's barrier follows
   if (channel_sums) {
     std::fill(channel_sums, channel_sums + C, T(0));
     for (int64_t u = 0; u < units; ++u)

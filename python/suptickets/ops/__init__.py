@@ -5,8 +5,9 @@ Public ops take ``(tensors..., layout)`` where ``layout`` is a ``suptickets.Bloc
 """
 from . import reference
 from ._extension import available as extension_available
-from ._extension import simd_level
+from ._extension import release_workspace, workspace_bytes, simd_level
 from .bsr_conv import bsr_conv2d
 from .bsr_matmul import bsr_linear
 
-__all__ = ["bsr_linear", "bsr_conv2d", "reference", "extension_available", "simd_level"]
+__all__ = ["bsr_linear", "bsr_conv2d", "reference", "extension_available", "simd_level", "workspace_bytes",
+           "release_workspace"]

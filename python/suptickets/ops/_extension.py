@@ -17,6 +17,20 @@ def simd_level() -> str:
     return _C.simd_level() if available else "unavailable"
 
 
+def workspace_bytes() -> int:
+    """Bytes the CPU kernels keep for reuse: this thread's packing buffers (they grow to the
+    largest layer seen, about its input plus its output gradient) and the memory of freed
+    outputs of 1 MB or more (at most 1 GiB). Reuse saves the page faults and page zeroing
+    that a fresh multi-MB buffer costs on every step."""
+    return _C.workspace_bytes() if available else 0
+
+
+def release_workspace() -> None:
+    """Frees this thread's packing buffers and the cached output memory."""
+    if available:
+        _C.release_workspace()
+
+
 def warn_unavailable_once(_warned=[]):
     if not _warned:
         _warned.append(True)
