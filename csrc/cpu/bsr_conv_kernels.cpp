@@ -243,36 +243,50 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Stripes& gs, con
   const int64_t nchunks = static_cast<int64_t>(chunk_start.size()) - 1;
   const int64_t tile = tile_rows<T>(g.bc);
   const int64_t row_tiles = (g.br + tile - 1) / tile;
-  // Few blocks: give each thread row tiles of a block rather than whole blocks.
-  const bool split_rows = nnz < 4 * omp_get_max_threads();
-  const int64_t units = split_rows ? nnz * row_tiles : nnz;
+  // A unit is a run of slots [s0, s1) sharing a block-row, so each chunk of its
+  // grad-out stripe is read from cache by all of them, and a range of block rows
+  // [i0, i1). With few blocks, units are single slots' row tiles instead.
+  struct Unit {
+    int64_t s0, s1, i0, i1;
+  };
+  std::vector<Unit> units;
+  if (nnz < 4 * omp_get_max_threads()) {
+    for (int64_t s = 0; s < nnz; ++s)
+      for (int64_t i = 0; i < g.br; i += tile) units.push_back({s, s + 1, i, std::min(g.br, i + tile)});
+  } else {
+    for (int64_t s0 = 0, s1; s0 < nnz; s0 = s1) {
+      for (s1 = s0 + 1; s1 < nnz && rows[s1] == rows[s0];) ++s1;
+      units.push_back({s0, s1, 0, g.br});
+    }
+  }
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t u = 0; u < units; ++u) {
-    const int64_t s = split_rows ? u / row_tiles : u;
-    const int64_t i_begin = split_rows ? (u % row_tiles) * tile : 0;
-    const int64_t i_end = split_rows ? std::min(g.br, i_begin + tile) : g.br;
-    T* out = dvalues + s * g.br * g.bc;
+  for (int64_t u = 0; u < static_cast<int64_t>(units.size()); ++u) {
+    const Unit unit = units[u];
     if (nchunks == 0) {
-      std::fill(out + i_begin * g.bc, out + i_end * g.bc, T(0));
+      for (int64_t s = unit.s0; s < unit.s1; ++s)
+        std::fill(dvalues + (s * g.br + unit.i0) * g.bc, dvalues + (s * g.br + unit.i1) * g.bc, T(0));
       continue;
     }
     TileArgs<T> t;
     t.a_m = 1;
     t.a_k = gs.pixel;
-    t.B = xp + input_offset(g, tap_of(g, cols[s]));
     t.b_k = g.SW * g.bc;
     t.c_m = g.bc;
     t.init = nullptr;
     t.stream = false;
-    const T* a = gp + rows[s] * gs.stripe;
+    const T* a = gp + rows[unit.s0] * gs.stripe;
     for (int64_t c = 0; c < nchunks; ++c) {
       t.items = runs.data() + chunk_start[c];
       t.n_items = chunk_start[c + 1] - chunk_start[c];
       t.accumulate = c > 0;
-      for (int64_t i = i_begin; i < i_end; i += tile) {
-        t.A = a + i;
-        t.C = out + i * g.bc;
-        run_tile(t, std::min(tile, i_end - i), g.bc);
+      for (int64_t s = unit.s0; s < unit.s1; ++s) {
+        t.B = xp + input_offset(g, tap_of(g, cols[s]));
+        T* out = dvalues + s * g.br * g.bc;
+        for (int64_t i = unit.i0; i < unit.i1; i += tile) {
+          t.A = a + i;
+          t.C = out + i * g.bc;
+          run_tile(t, std::min(tile, unit.i1 - i), g.bc);
+        }
       }
     }
   }
