@@ -1,4 +1,7 @@
-"""bsr_conv2d: the C++ kernels (forward, dX, dvalues) against ops/reference.py."""
+"""bsr_conv2d: the C++ kernels (forward, dX, dvalues) against ops/reference.py.
+
+dX is gathered for stride 1 with padding within the kernel's reach and scattered
+otherwise (strides, larger padding); the geometries below cover both."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +20,8 @@ GEOMETRIES = {
     "3x3-dilation2-nopad": (1, 32, 32, 11, 10, (3, 3), (1, 1), (0, 0), (2, 2)),
     "5x3-pad21-stride12": (2, 32, 32, 9, 11, (5, 3), (1, 2), (2, 1), (1, 1)),
     "batch1-odd": (1, 32, 32, 5, 3, (3, 3), (1, 1), (1, 1), (1, 1)),
+    "3x3-pad3": (2, 32, 32, 5, 6, (3, 3), (1, 1), (3, 3), (1, 1)),  # padding beyond the kernel's reach
+
 }
 
 

@@ -89,22 +89,32 @@ int main(int argc, char** argv) {
   const double t_f = min_ms([&] {
     conv_forward<float>(g, xp.data(), vals.data(), row_ptr.data(), cols.data(), nullptr, y.data());
   });
-  // grad-out read from packed stripes, or straight from the NHWC tensor
-  const Stripes packed{g.out_stripe(), bs}, direct{bs, g.Cout};
-  auto grad_input = [&](const float* src, const Stripes& gs) {
+  // grad-out read from packed stripes, or straight from the NHWC tensor; dX gathers
+  // from dY padded as grad_out_padding() says (packed again here for it).
+  int64_t top = 0, left = 0;
+  grad_out_padding(g, &top, &left);
+  const int64_t Hg = g.Ho + 2 * top, Wg = g.Wo + 2 * left;
+  std::vector<float> gpad(g.out_blocks() * g.B * Hg * Wg * bs);
+  pack_stripes<float>(gy.data(), g.B, g.Cout, g.Ho, g.Wo, g.Ho * g.Wo * g.Cout, 1, g.Wo * g.Cout, g.Cout, bs, top,
+                      left, gpad.data());
+  const Grid padded{g.B * Hg * Wg * bs, bs, Hg, Wg, top, left}, packed{g.out_stripe(), bs, g.Ho, g.Wo, 0, 0},
+      direct{bs, g.Cout, g.Ho, g.Wo, 0, 0};
+  const bool gathers = grad_input_gathers(g);
+  auto grad_input = [&](const float* src, const Grid& gs) {
     return min_ms([&] {
-      std::memset(dx.data(), 0, dx.size() * sizeof(float));
+      if (!gathers) std::memset(dx.data(), 0, dx.size() * sizeof(float));
       conv_grad_input<float>(g, src, gs, vals.data(), rows.data(), col_ptr.data(), perm.data(), dx.data(),
-                             {g.in_stripe(), g.bc, g.Hp(), g.Wp()}, true);
+                             {g.bc, g.Cin, g.H, g.W, 0, 0});
     });
   };
-  auto grad_values = [&](const float* src, const Stripes& gs) {
+  auto grad_values = [&](const float* src, const Grid& gs) {
     return min_ms([&] {
       conv_grad_values<float>(g, src, gs, xp.data(), rows.data(), cols.data(), nnz, dv.data());
     });
   };
-  const double t_dx = grad_input(gp.data(), packed), t_dv = grad_values(gp.data(), packed);
-  const double t_dx_direct = grad_input(gy.data(), direct), t_dv_direct = grad_values(gy.data(), direct);
+  const double t_dx = grad_input(gpad.data(), padded), t_dv = grad_values(gp.data(), packed);
+  const double t_dx_direct = top || left ? 0.0 : grad_input(gy.data(), direct);
+  const double t_dv_direct = grad_values(gy.data(), direct);
   std::printf("%s density %.3f block %ld, %d threads, %s\n", kind.c_str(), double(nnz) / all.size(), (long)bs,
               omp_get_max_threads(), simd_level());
   std::printf("pack x %.2f ms, pack grad %.2f ms\n", t_px, t_pg);

@@ -175,7 +175,7 @@ struct Grads {
   Tensor dx, dv, db;
 };
 
-void backward(const ConvGeometry& g, const Tensor& grad, const Strides& gs, const Tensor& x,
+void backward(const ConvGeometry& g, const Tensor& grad, const Strides& gs_strides, const Tensor& x,
               const Strides& xs, const Tensor& values, const Layout& L, Grads& out) {
   check_layout(g, values, L);
   Tensor &dx = out.dx, &dv = out.dv, &db = out.db;
@@ -185,35 +185,47 @@ void backward(const ConvGeometry& g, const Tensor& grad, const Strides& gs, cons
     return;
   }
   const Tensor vals = values.contiguous();
+  // dY is packed once for both products, padded for a gathering dX.
+  int64_t top = 0, left = 0;
+  if (dx.defined()) grad_out_padding(g, &top, &left);
+  const Grid gs{g.B * (g.Ho + 2 * top) * (g.Wo + 2 * left) * g.br, g.br, g.Ho + 2 * top, g.Wo + 2 * left, top,
+                left};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "suptickets_backward", [&] {
-    const scalar_t* gp = pack<scalar_t>(kGradOut, grad, gs, g.B, g.Cout, g.Ho, g.Wo, g.br, 0, 0,
+    const scalar_t* gp = pack<scalar_t>(kGradOut, grad, gs_strides, g.B, g.Cout, g.Ho, g.Wo, g.br, top, left,
                                         db.defined() ? db.data_ptr<scalar_t>() : nullptr);
-    const Stripes packed{g.out_stripe(), g.br};
+    const scalar_t* v = vals.data_ptr<scalar_t>();
+    const int32_t *rows = L.rows.data_ptr<int32_t>(), *col_ptr = L.col_ptr.data_ptr<int32_t>(),
+                  *col_perm = L.col_perm.data_ptr<int32_t>();
     if (dx.defined()) {
-      const bool pointwise = g.KH * g.KW == 1 && g.SH == 1 && g.SW == 1 && g.PH == 0 && g.PW == 0;
-      if (g.PH == 0 && g.PW == 0) {
-        // dx is unpadded NHWC: write it in place.
-        if (!pointwise) dx.zero_();
-        conv_grad_input<scalar_t>(g, gp, packed, vals.data_ptr<scalar_t>(), L.rows.data_ptr<int32_t>(),
-                                  L.col_ptr.data_ptr<int32_t>(), L.col_perm.data_ptr<int32_t>(),
-                                  dx.data_ptr<scalar_t>(), {g.bc, g.Cin, g.H, g.W}, !pointwise);
+      const Grid nhwc{g.bc, g.Cin, g.H, g.W, 0, 0};  // dx itself
+      if (grad_input_gathers(g)) {
+        conv_grad_input<scalar_t>(g, gp, gs, v, rows, col_ptr, col_perm, dx.data_ptr<scalar_t>(), nhwc);
+      } else if (g.PH == 0 && g.PW == 0) {
+        dx.zero_();
+        conv_grad_input<scalar_t>(g, gp, gs, v, rows, col_ptr, col_perm, dx.data_ptr<scalar_t>(), nhwc);
       } else {
+        // scattered into zero-padded stripes, then the interior copied out
         Tensor buf = scratch(kGradInput, g.Cin * g.B * g.Hp() * g.Wp(), x.options());
         buf.zero_();
-        conv_grad_input<scalar_t>(g, gp, packed, vals.data_ptr<scalar_t>(), L.rows.data_ptr<int32_t>(),
-                                  L.col_ptr.data_ptr<int32_t>(), L.col_perm.data_ptr<int32_t>(),
-                                  buf.data_ptr<scalar_t>(),
-                                  {g.in_stripe(), g.bc, g.Hp(), g.Wp()}, true);
+        conv_grad_input<scalar_t>(g, gp, gs, v, rows, col_ptr, col_perm, buf.data_ptr<scalar_t>(),
+                                  {g.in_stripe(), g.bc, g.Hp(), g.Wp(), g.PH, g.PW});
         unpack_stripes<scalar_t>(buf.data_ptr<scalar_t>(), g.B, g.Cin, g.H, g.W, g.bc, g.PH, g.PW,
                                  dx.data_ptr<scalar_t>());
       }
     }
     if (dv.defined()) {
       const scalar_t* xp = pack<scalar_t>(kInput, x, xs, g.B, g.Cin, g.H, g.W, g.bc, g.PH, g.PW);
-      conv_grad_values<scalar_t>(g, gp, packed, xp, L.rows.data_ptr<int32_t>(), L.cols.data_ptr<int32_t>(),
-                                 values.size(0), dv.data_ptr<scalar_t>());
+      conv_grad_values<scalar_t>(g, gp, gs, xp, rows, L.cols.data_ptr<int32_t>(), values.size(0),
+                                 dv.data_ptr<scalar_t>());
     }
   });
+}
+
+// Outputs a gradient the caller does not need as an empty tensor (the schema has no
+// optional returns).
+Tensor grad_or_empty(bool needed, at::IntArrayRef sizes, const at::TensorOptions& opts,
+                     at::MemoryFormat format = at::MemoryFormat::Contiguous) {
+  return needed ? empty_output(sizes, opts, format) : at::empty({0}, opts);
 }
 
 }  // namespace
@@ -226,13 +238,6 @@ Tensor bsr_conv2d(const Tensor& x, const Tensor& values, const Tensor& rows, con
   Tensor y = empty_output({g.B, g.Cout, g.Ho, g.Wo}, x.options(), at::MemoryFormat::ChannelsLast);
   forward(g, x, nchw_strides(x), values, {rows, cols, row_ptr, col_ptr, col_perm}, bias, y);
   return y;
-}
-
-// Outputs a gradient the caller does not need as an empty tensor (the schema has no
-// optional returns).
-Tensor grad_or_empty(bool needed, at::IntArrayRef sizes, const at::TensorOptions& opts,
-                     at::MemoryFormat format = at::MemoryFormat::Contiguous) {
-  return needed ? empty_output(sizes, opts, format) : at::empty({0}, opts);
 }
 
 std::tuple<Tensor, Tensor, Tensor> bsr_conv2d_backward(

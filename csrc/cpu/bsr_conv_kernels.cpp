@@ -120,55 +120,73 @@ void unpack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int
   }
 }
 
+namespace {
+
+// Output tiles that gather their sums in registers and are written once: the
+// forward, and dX for stride 1. Output pixel (b, oh, ow) of a B x Ho x Wo grid
+// reads the input at in + ((b * in_rows + oh * SH) * in_cols + ow * SW) * in_pixel
+// plus each item's offset (its channel stripe and tap shift); output channel
+// block o (of `width`) sums items[ptr[o] .. ptr[o + 1]].
 template <class T>
-void conv_forward(const ConvGeometry& g, const T* xp, const T* vt, const int32_t* row_ptr,
-                  const int32_t* cols, const T* bias, T* y) {
-  const int64_t nrb = g.out_blocks(), nnz = row_ptr[nrb];
-  std::vector<TileItem> items(nnz);
-  for (int64_t s = 0; s < nnz; ++s)
-    items[s] = {input_offset(g, tap_of(g, cols[s])), s * g.bc * g.br, g.bc};
-  const int64_t tile = tile_rows<T>(g.br);
+struct GatherPlan {
+  int64_t B, Ho, Wo, out_blocks, width;
+  T* out;
+  int64_t out_pixel;
+  const T* bias;
+  const T* in;
+  int64_t in_rows, in_cols, in_pixel, SH, SW;
+  const T* weights;
+  int64_t weight_k;
+  std::vector<int64_t> ptr;
+  std::vector<TileItem> items;
+};
+
+template <class T>
+void gather_tiles(const GatherPlan<T>& p) {
+  const int64_t tile = tile_rows<T>(p.width);
   const int64_t chunk = pixels_per_unit(tile);
-  const int64_t nchunks = (g.Wo + chunk - 1) / chunk;
-  const int64_t Wp = g.Wp(), Hp = g.Hp();
-  const bool stream = g.B * g.Ho * g.Wo * g.Cout * int64_t(sizeof(T)) >= kStreamBytes;
-  // A unit is a run of pixels times a group of block-rows; inside it each pixel tile
-  // walks the group's block-rows, so output rows are written in long contiguous runs
-  // while the group's blocks stay in cache.
-  const int64_t group = std::min(nrb, kRowGroup);
-  const int64_t ngroups = (nrb + group - 1) / group;
+  const int64_t nchunks = (p.Wo + chunk - 1) / chunk;
+  const bool stream = p.B * p.Ho * p.Wo * p.out_pixel * int64_t(sizeof(T)) >= kStreamBytes;
+  // A unit is a run of pixels times a group of output blocks; inside it each pixel
+  // tile walks the group, so output rows are written in long contiguous runs while
+  // the group's weight blocks stay in cache.
+  const int64_t group = std::min(p.out_blocks, kRowGroup);
+  const int64_t ngroups = (p.out_blocks + group - 1) / group;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t u = 0; u < g.B * g.Ho * nchunks * ngroups; ++u) {
-    const int64_t rb0 = (u % ngroups) * group, rb1 = std::min(nrb, rb0 + group), r = u / ngroups;
+  for (int64_t u = 0; u < p.B * p.Ho * nchunks * ngroups; ++u) {
+    const int64_t o0 = (u % ngroups) * group, o1 = std::min(p.out_blocks, o0 + group), r = u / ngroups;
     const int64_t ow0 = (r % nchunks) * chunk, bo = r / nchunks;
-    const int64_t b = bo / g.Ho, oh = bo % g.Ho;
-    const int64_t ow1 = std::min(g.Wo, ow0 + chunk);
+    const int64_t b = bo / p.Ho, oh = bo % p.Ho;
+    const int64_t ow1 = std::min(p.Wo, ow0 + chunk);
     TileArgs<T> t;
-    t.a_m = g.SW * g.bc;
+    t.a_m = p.SW * p.in_pixel;
     t.a_k = 1;
-    t.B = vt;
-    t.b_k = g.br;
-    t.c_m = g.Cout;
+    t.B = p.weights;
+    t.b_k = p.weight_k;
+    t.c_m = p.out_pixel;
     t.accumulate = false;
     t.stream = stream;
     for (int64_t ow = ow0; ow < ow1; ow += tile) {
-      t.A = xp + ((b * Hp + oh * g.SH) * Wp + ow * g.SW) * g.bc;
-      for (int64_t rb = rb0; rb < rb1; ++rb) {
-        t.items = items.data() + row_ptr[rb];
-        t.n_items = row_ptr[rb + 1] - row_ptr[rb];
-        t.init = bias ? bias + rb * g.br : nullptr;
-        t.C = y + (bo * g.Wo + ow) * g.Cout + rb * g.br;
-        run_tile(t, std::min(tile, ow1 - ow), g.br);
+      t.A = p.in + ((b * p.in_rows + oh * p.SH) * p.in_cols + ow * p.SW) * p.in_pixel;
+      for (int64_t o = o0; o < o1; ++o) {
+        t.items = p.items.data() + p.ptr[o];
+        t.n_items = p.ptr[o + 1] - p.ptr[o];
+        t.init = p.bias ? p.bias + o * p.width : nullptr;
+        t.C = p.out + (bo * p.Wo + ow) * p.out_pixel + o * p.width;
+        run_tile(t, std::min(tile, ow1 - ow), p.width);
       }
     }
     if (stream) store_fence();
   }
 }
 
+// dX by scattering: each active block adds dY * block into the dX pixels its tap
+// reaches. Taps of one kernel hit overlapping pixels, so a unit owns a whole image
+// of one channel block.
 template <class T>
-void conv_grad_input(const ConvGeometry& g, const T* gp, const Stripes& gs, const T* values, const int32_t* rows,
-                     const int32_t* col_ptr, const int32_t* col_perm, T* dst,
-                     const GradInputTarget& target, bool accumulate) {
+void scatter_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values,
+                        const int32_t* rows, const int32_t* col_ptr, const int32_t* col_perm, T* dst,
+                        const Grid& ds) {
   const int64_t ncb = g.in_blocks(), ncols = g.KH * g.KW * ncb, nnz = col_ptr[ncols];
   std::vector<TileItem> items(nnz);
   for (int64_t q = 0; q < nnz; ++q) {
@@ -176,49 +194,85 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const Stripes& gs, cons
     items[q] = {rows[s] * gs.stripe, s * g.br * g.bc, g.br};
   }
   const int64_t tile = tile_rows<T>(g.bc);
-  // Taps of one kernel write overlapping pixels, so a unit owns a whole image of
-  // one channel block; a 1x1 kernel writes each pixel once and splits finer.
-  const bool single_tap = g.KH * g.KW == 1;
-  const int64_t chunk = single_tap ? pixels_per_unit(tile) : g.Wo;
-  const int64_t nchunks = (g.Wo + chunk - 1) / chunk;
-  const int64_t rows_per_unit = single_tap ? 1 : g.Ho;
-  const int64_t units = ncb * g.B * (g.Ho / rows_per_unit) * nchunks;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t u = 0; u < units; ++u) {
-    const int64_t ow0 = (u % nchunks) * chunk, r = u / nchunks;
-    const int64_t ow1 = std::min(g.Wo, ow0 + chunk);
-    const int64_t oh0 = (r % (g.Ho / rows_per_unit)) * rows_per_unit;
-    const int64_t b = (r / (g.Ho / rows_per_unit)) % g.B;
-    const int64_t cblk = r / ((g.Ho / rows_per_unit) * g.B);
+  for (int64_t u = 0; u < ncb * g.B; ++u) {
+    const int64_t b = u % g.B, cblk = u / g.B;
     TileArgs<T> t;
     t.a_m = gs.pixel;
     t.a_k = 1;
     t.B = values;
     t.b_k = g.bc;
-    t.c_m = g.SW * target.pixel;
+    t.c_m = g.SW * ds.pixel;
     t.init = nullptr;
-    t.accumulate = accumulate;
+    t.accumulate = true;
     t.stream = false;
     for (int64_t tap = 0; tap < g.KH * g.KW; ++tap) {
       const int64_t col = tap * ncb + cblk, ki = tap / g.KW, kj = tap % g.KW;
       t.items = items.data() + col_ptr[col];
       t.n_items = col_ptr[col + 1] - col_ptr[col];
-      if (t.n_items == 0 && accumulate) continue;
-      for (int64_t oh = oh0; oh < oh0 + rows_per_unit; ++oh) {
-        const int64_t h = oh * g.SH + ki * g.DH;
-        for (int64_t ow = ow0; ow < ow1; ow += tile) {
-          t.A = gp + ((b * g.Ho + oh) * g.Wo + ow) * gs.pixel;
-          t.C = dst + cblk * target.stripe +
-                ((b * target.rows + h) * target.cols + ow * g.SW + kj * g.DW) * target.pixel;
-          run_tile(t, std::min(tile, ow1 - ow), g.bc);
+      if (t.n_items == 0) continue;
+      for (int64_t oh = 0; oh < g.Ho; ++oh) {
+        const int64_t h = oh * g.SH + ki * g.DH - g.PH;
+        for (int64_t ow = 0; ow < g.Wo; ow += tile) {
+          t.A = gp + gs.offset(b, oh, ow);
+          t.C = dst + cblk * ds.stripe + ds.offset(b, h, ow * g.SW + kj * g.DW - g.PW);
+          run_tile(t, std::min(tile, g.Wo - ow), g.bc);
         }
       }
     }
   }
 }
 
+}  // namespace
+
+bool grad_input_gathers(const ConvGeometry& g) {
+  return g.SH == 1 && g.SW == 1 && g.PH <= (g.KH - 1) * g.DH && g.PW <= (g.KW - 1) * g.DW;
+}
+
+void grad_out_padding(const ConvGeometry& g, int64_t* top, int64_t* left) {
+  const bool gathers = grad_input_gathers(g);
+  *top = gathers ? (g.KH - 1) * g.DH - g.PH : 0;
+  *left = gathers ? (g.KW - 1) * g.DW - g.PW : 0;
+}
+
 template <class T>
-void conv_grad_values(const ConvGeometry& g, const T* gp, const Stripes& gs, const T* xp, const int32_t* rows,
+void conv_forward(const ConvGeometry& g, const T* xp, const T* vt, const int32_t* row_ptr,
+                  const int32_t* cols, const T* bias, T* y) {
+  const int64_t nrb = g.out_blocks(), nnz = row_ptr[nrb];
+  GatherPlan<T> p{g.B, g.Ho, g.Wo, nrb, g.br, y, g.Cout, bias, xp, g.Hp(), g.Wp(), g.bc, g.SH, g.SW,
+                  vt, g.br, {}, {}};
+  p.ptr.assign(row_ptr, row_ptr + nrb + 1);
+  p.items.resize(nnz);
+  for (int64_t s = 0; s < nnz; ++s)
+    p.items[s] = {input_offset(g, tap_of(g, cols[s])), s * g.bc * g.br, g.bc};
+  gather_tiles(p);
+}
+
+template <class T>
+void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values,
+                     const int32_t* rows, const int32_t* col_ptr, const int32_t* col_perm, T* dst,
+                     const Grid& ds) {
+  if (!grad_input_gathers(g)) return scatter_grad_input(g, gp, gs, values, rows, col_ptr, col_perm, dst, ds);
+  // dX[b, h, w] = sum over taps (ki, kj) and the blocks of column (tap, cblk) of
+  // dY[b, h + PH - ki*DH, w + PW - kj*DW] * block: a gather over the padded dY.
+  const int64_t ncb = g.in_blocks();
+  GatherPlan<T> p{g.B, g.H, g.W, ncb, g.bc, dst, ds.pixel, nullptr, gp, gs.rows, gs.cols, gs.pixel, 1, 1, values, g.bc, {0}, {}};
+  for (int64_t cblk = 0; cblk < ncb; ++cblk) {
+    for (int64_t tap = 0; tap < g.KH * g.KW; ++tap) {
+      const int64_t col = tap * ncb + cblk, ki = tap / g.KW, kj = tap % g.KW;
+      const int64_t shift = ((g.PH - ki * g.DH + gs.top) * gs.cols + g.PW - kj * g.DW + gs.left) * gs.pixel;
+      for (int64_t q = col_ptr[col]; q < col_ptr[col + 1]; ++q) {
+        const int64_t s = col_perm[q];
+        p.items.push_back({rows[s] * gs.stripe + shift, s * g.br * g.bc, g.br});
+      }
+    }
+    p.ptr.push_back(static_cast<int64_t>(p.items.size()));
+  }
+  gather_tiles(p);
+}
+
+template <class T>
+void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const T* xp, const int32_t* rows,
                       const int32_t* cols, int64_t nnz, T* dvalues) {
   // Runs of consecutive output pixels of one output row, cut at kReductionChunk,
   // grouped into chunks of about kReductionChunk pixels.
@@ -229,7 +283,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Stripes& gs, con
     const int64_t b = bo / g.Ho, oh = bo % g.Ho;
     for (int64_t ow = 0; ow < g.Wo; ow += kReductionChunk) {
       const int64_t len = std::min(kReductionChunk, g.Wo - ow);
-      runs.push_back({(bo * g.Wo + ow) * gs.pixel, ((b * g.Hp() + oh * g.SH) * g.Wp() + ow * g.SW) * g.bc,
+      runs.push_back({gs.offset(b, oh, ow), ((b * g.Hp() + oh * g.SH) * g.Wp() + ow * g.SW) * g.bc,
                       len});
       in_chunk += len;
       if (in_chunk >= kReductionChunk) {
@@ -242,10 +296,9 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Stripes& gs, con
     chunk_start.push_back(static_cast<int64_t>(runs.size()));
   const int64_t nchunks = static_cast<int64_t>(chunk_start.size()) - 1;
   const int64_t tile = tile_rows<T>(g.bc);
-  const int64_t row_tiles = (g.br + tile - 1) / tile;
   // A unit is a run of slots [s0, s1) sharing a block-row, so each chunk of its
-  // grad-out stripe is read from cache by all of them, and a range of block rows
-  // [i0, i1). With few blocks, units are single slots' row tiles instead.
+  // grad-out stripe is read from cache by all of them, and the rows [i0, i1) of
+  // their blocks. With few blocks, units are single slots' row tiles instead.
   struct Unit {
     int64_t s0, s1, i0, i1;
   };
@@ -299,11 +352,10 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Stripes& gs, con
                                   int64_t, int64_t, T*);                                       \
   template void conv_forward<T>(const ConvGeometry&, const T*, const T*, const int32_t*,       \
                                 const int32_t*, const T*, T*);                                 \
-  template void conv_grad_input<T>(const ConvGeometry&, const T*, const Stripes&, const T*,     \
-                                   const int32_t*,                                             \
-                                   const int32_t*, const int32_t*, T*, const GradInputTarget&, \
-                                   bool);                                                      \
-  template void conv_grad_values<T>(const ConvGeometry&, const T*, const Stripes&, const T*,   \
+  template void conv_grad_input<T>(const ConvGeometry&, const T*, const Grid&, const T*,        \
+                                   const int32_t*, const int32_t*, const int32_t*, T*,         \
+                                   const Grid&);                                               \
+  template void conv_grad_values<T>(const ConvGeometry&, const T*, const Grid&, const T*,      \
                                     const int32_t*,                                            \
                                     const int32_t*, int64_t, T*);
 SUPTICKETS_INSTANTIATE(float)

@@ -8,8 +8,8 @@
 //                    (br, bc) blocks; slot s holds block (rows[s], cols[s]).
 //   values           [nnz][br][bc]  (forward uses its per-block transpose [nnz][bc][br])
 //   input stripes    xp[Cin/bc][B][Hp][Wp][bc], Hp = H + 2 PH, Wp = W + 2 PW, zero padded
-//   grad-out         gp, channel blocks of br as described by a Stripes (packed
-//                    stripes [Cout/br][B][Ho][Wo][br], or the NHWC tensor itself)
+//   grad-out         gp, channel blocks of br on the Ho x Wo grid as a Grid says (packed
+//                    stripes [Cout/br][B][Ho + 2 top][Wo + 2 left][br])
 //   output           y[B][Ho][Wo][Cout]  (NHWC: a channels_last tensor, or [N, Cout])
 // Every kernel reads only active blocks; index arrays are int32.
 #pragma once
@@ -31,18 +31,16 @@ struct ConvGeometry {
   int64_t out_blocks() const { return Cout / br; }
 };
 
-// A channel-blocked activation: element j of channel block cb at pixel p (p runs
-// over b, h, w of its grid) lives at cb * stripe + p * pixel + j. Packed stripes
-// use (pixels * bs, bs); an NHWC tensor with C channels uses (bs, C).
-struct Stripes {
-  int64_t stripe, pixel;
-};
-
-// Where the kernels write dX: element (channel block cb, image b, row h, col w, j)
-// lives at cb * stripe + ((b * rows + h) * cols + w) * pixel + j. Packed stripes
-// use (B*Hp*Wp*bc, bc, Hp, Wp); an unpadded NHWC tensor uses (bc, Cin, H, W).
-struct GradInputTarget {
-  int64_t stripe, pixel, rows, cols;
+// A channel-blocked activation on a (possibly zero-padded) pixel grid: element j of
+// channel block cb at image b, row h, column w (unpadded coordinates, h >= -top,
+// w >= -left) lives at cb * stripe + ((b * rows + h + top) * cols + w + left) * pixel + j.
+// Packed stripes of pack_stripes use (B*rows*cols*bs, bs, H + 2 PH, W + 2 PW, PH, PW);
+// an unpadded NHWC tensor with C channels uses (bs, C, H, W, 0, 0).
+struct Grid {
+  int64_t stripe, pixel, rows, cols, top, left;
+  int64_t offset(int64_t b, int64_t h, int64_t w) const {
+    return ((b * rows + h + top) * cols + w + left) * pixel;
+  }
 };
 
 // out[cb][b][h + PH][w + PW][j] = in[b][cb*bs + j][h][w] for any element strides
@@ -65,17 +63,24 @@ template <class T>
 void conv_forward(const ConvGeometry& g, const T* xp, const T* vt,
                   const int32_t* row_ptr, const int32_t* cols, const T* bias, T* y);
 
-// dX += dY * W over active blocks, written into `dst` as described by `target`.
-// `accumulate` false is allowed only for 1x1 kernels with stride 1 (every
-// element is then written exactly once); otherwise dst must be zeroed first.
+// Whether dX is computed by gathering (stride 1, padding at most the dilated
+// kernel's reach: each dX pixel sums its taps in registers and is written once)
+// rather than by scattering into a zeroed dX. Gathering reads dY padded by
+// grad_out_padding() on each side.
+bool grad_input_gathers(const ConvGeometry& g);
+void grad_out_padding(const ConvGeometry& g, int64_t* top, int64_t* left);
+
+// dX = dY * W over active blocks into `dst` (described by `ds`, top = left = 0).
+// Gathering writes every element of dst; scattering adds into dst, which must be
+// zeroed first. `gs` describes the packed dY (padded as grad_out_padding() says).
 template <class T>
-void conv_grad_input(const ConvGeometry& g, const T* gp, const Stripes& gs, const T* values,
+void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values,
                      const int32_t* rows, const int32_t* col_ptr, const int32_t* col_perm,
-                     T* dst, const GradInputTarget& target, bool accumulate);
+                     T* dst, const Grid& ds);
 
 // dvalues[s] = dY[:, block row]^T * X[:, block col] for every active slot (SDDMM).
 template <class T>
-void conv_grad_values(const ConvGeometry& g, const T* gp, const Stripes& gs, const T* xp,
+void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const T* xp,
                       const int32_t* rows, const int32_t* cols, int64_t nnz, T* dvalues);
 
 // Which instruction set the float32 tile kernels use: "avx512", "avx2" or "generic".
