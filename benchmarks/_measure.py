@@ -29,10 +29,10 @@ def _status_bytes(key: str) -> int:
 
 
 def peak_mb(fn, setup=None) -> float:
-    """Peak resident memory that ``fn()`` adds to the process, in MiB: the kernel's high-water
+    """Peak resident memory that ``fn()`` adds to this process, in MiB: the kernel's high-water
     mark (reset through /proc/self/clear_refs) minus the resident size before the call. It sees
-    every allocation, torch's and the C++ operators' own; memory an allocator kept from earlier
-    calls and reuses is not counted again."""
+    every allocation, torch's and the C++ operators' own. Run it in a fresh process: memory that
+    an allocator kept from earlier calls and hands out again is not counted."""
     if setup:
         setup()
     gc.collect()

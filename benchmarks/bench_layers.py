@@ -6,9 +6,9 @@
 Prints one table: per layer shape, density and block, the forward and forward+backward
 times of the dense and the sparse layer (medians, same run), speedup = dense / sparse,
 eta = useful FLOP/s of the sparse layer / FLOP/s of the dense one (DESIGN.md,
-"Performance accounting"; eta = speedup x density), the peak memory one forward+backward
-adds to the process (all allocations, the sparse layer's packing buffers and cached
-outputs released first so they count), and the layer's parameter memory relative to the
+"Performance accounting"; eta = speedup x density), the peak memory a first
+forward+backward adds to a fresh process (every allocation: outputs, gradients, the
+sparse layer's packing buffers), and the layer's parameter memory relative to the
 dense layer's.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 
 import torch
@@ -56,8 +57,12 @@ CASES = [
 ]
 
 
+def make_layer(case, density, block):
+    return case["dense"]() if density is None else case["sparse"](density, block)
+
+
 def measure(layer, x, grad, repeats):
-    """(forward ms, forward+backward ms, peak MB of forward+backward, parameter MB)."""
+    """(forward ms, forward+backward ms, parameter MB)."""
     def forward():
         with torch.no_grad():
             layer(x)
@@ -71,10 +76,26 @@ def measure(layer, x, grad, repeats):
 
     fwd = median_ms(forward, repeats)
     total = median_ms(step, repeats, setup=clear)
-    st.ops.release_workspace()  # so that the peak counts the packing buffers and outputs too
-    peak = peak_mb(step, setup=clear)
     params = sum(p.numel() * p.element_size() for p in layer.parameters()) / 2**20
-    return fwd, total, peak, params
+    return fwd, total, params
+
+
+def peak_in_fresh_process(case_index, density, block) -> float:
+    """Peak memory (MiB) of a first forward+backward, measured in a new process so that no
+    allocator reuses memory from earlier measurements (packing buffers and outputs count)."""
+    args = [sys.executable, os.path.abspath(__file__), "--peak-of", str(case_index),
+            "dense" if density is None else str(density), str(block)]
+    return float(subprocess.run(args, check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def print_peak(case_index, density, block):
+    torch.manual_seed(0)
+    case = CASES[case_index]
+    layer = make_layer(case, None if density == "dense" else float(density), int(block))
+    x = torch.randn(*case["input"], requires_grad=True)
+    with torch.no_grad():
+        grad = torch.randn_like(layer(x))
+    print(f"{peak_mb(lambda: layer(x).backward(grad)):.1f}")
 
 
 def main(argv=None):
@@ -82,27 +103,33 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="density 0.1, block 32 only; fewer repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--peak-of", nargs=3, metavar=("CASE", "DENSITY", "BLOCK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peak_of:
+        return print_peak(int(args.peak_of[0]), args.peak_of[1], args.peak_of[2])
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
     densities, blocks = ((0.1,), (32,)) if args.quick else (DENSITIES, BLOCKS)
-    cases = [CASES[0], CASES[2]] if args.quick else CASES
+    cases = [0, 2] if args.quick else range(len(CASES))
     torch.manual_seed(0)
     print(f"# suptickets {st.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, float32")
     header = ("layer", "density", "block", "dense fwd ms", "sparse fwd ms", "fwd speedup", "dense f+b ms",
               "sparse f+b ms", "f+b speedup", "f+b eta", "dense peak MB", "sparse peak MB", "param mem")
     rows = []
-    for case in cases:
+    for index in cases:
+        case = CASES[index]
         x = torch.randn(*case["input"], requires_grad=True)
-        dense = case["dense"]()
+        dense = make_layer(case, None, None)
         grad = torch.randn_like(dense(x).detach())
-        d_fwd, d_total, d_peak, d_params = measure(dense, x, grad, repeats)
+        d_fwd, d_total, d_params = measure(dense, x, grad, repeats)
+        d_peak = peak_in_fresh_process(index, None, 0)
         for density in densities:
             for block in blocks:
-                sparse = case["sparse"](density, block)
-                s_fwd, s_total, s_peak, s_params = measure(sparse, x, grad, repeats)
+                sparse = make_layer(case, density, block)
+                s_fwd, s_total, s_params = measure(sparse, x, grad, repeats)
+                s_peak = peak_in_fresh_process(index, density, block)
                 speedup = d_total / s_total
                 rows.append((case["name"], f"{sparse.density:.3f}", f"{block}x{block}", f"{d_fwd:.1f}",
                              f"{s_fwd:.1f}", f"{d_fwd / s_fwd:.2f}x", f"{d_total:.1f}", f"{s_total:.1f}",
