@@ -137,3 +137,22 @@ def test_bad_operands_are_clear_errors():
         st.ops.bsr_conv2d(x.double(), values, layout, bias, **geom)
     with pytest.raises(RuntimeError, match="smaller than the dilated kernel"):
         st.ops.bsr_conv2d(x[:, :, :1, :1], values, layout, bias, kernel_size=3, padding=0)
+
+
+@pytest.mark.parametrize("geometry", ["3x3-pad1", "3x3-stride2"])
+def test_results_do_not_depend_on_the_thread_count(geometry):
+    """Every output element is summed by one thread in a fixed order: 1 and 2 threads agree bit for bit."""
+    layout, values, x, bias, geom = make_case(geometry, (16, 16), "half", torch.float32)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            xs, vs, bs = (t.clone().requires_grad_() for t in (x, values, bias))
+            y = st.ops.bsr_conv2d(xs, vs, layout, bs, **geom)
+            y.backward(torch.ones_like(y))
+            results.append([y.detach(), xs.grad, vs.grad, bs.grad])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

@@ -6,7 +6,6 @@ a block is ``br`` output channels by ``bc`` input channels of one kernel tap, so
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -14,9 +13,8 @@ from torch.nn.modules.utils import _pair
 
 from .. import ops
 from ..ops import reference
-from .layout import BlockLayout
-from .linear import _choose_layout, check_block_fits
-from .module import BlockSparseWeight, blocks_for, check_density
+from .linear import check_block_fits
+from .module import BlockSparseWeight, check_density
 
 _CHANNELS = ("out_channels", "in_channels")
 
@@ -63,20 +61,10 @@ class SparseConv2d(BlockSparseWeight):
         if padding_mode != "zeros":
             raise ValueError(f"SparseConv2d supports padding_mode='zeros' only, got {padding_mode!r}")
         self._set_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation)
-        density = check_density(density)
-        br, bc = check_block_fits(block_size, self.out_channels, self.in_channels, _CHANNELS)
-        shape = self.weight_shape()
-        nblocks = (shape[0] // br) * (shape[1] // bc)
-        layout = BlockLayout.random(shape, (br, bc), blocks_for(density, nblocks))
+        check_density(density)
+        block_size = check_block_fits(block_size, self.out_channels, self.in_channels, _CHANNELS)
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in)
-        factory = {"device": device, "dtype": dtype}
-        values = torch.empty(layout.nnz, br, bc, **factory).uniform_(-bound, bound)
-        self._setup(shape, (br, bc), layout, values)
-        if bias:
-            self.bias = nn.Parameter(torch.empty(self.out_channels, **factory).uniform_(-bound, bound))
-        else:
-            self.register_parameter("bias", None)
+        self._init_random(self.weight_shape(), block_size, density, fan_in, bias, device, dtype)
 
     def _set_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
@@ -117,14 +105,8 @@ class SparseConv2d(BlockSparseWeight):
         BlockSparseWeight.__init__(out)
         out._set_geometry(module.in_channels, module.out_channels, module.kernel_size, module.stride,
                           module.padding, module.dilation)
-        br, bc = check_block_fits(block_size, out.out_channels, out.in_channels, _CHANNELS)
-        weight2d = conv_weight2d(module.weight.detach())
-        layout = _choose_layout(weight2d, (br, bc), density, mask)
-        out._setup(weight2d.shape, (br, bc), layout, reference.block_values(weight2d, layout.to(weight2d.device)).clone())
-        if module.bias is not None:
-            out.bias = nn.Parameter(module.bias.detach().clone())
-        else:
-            out.register_parameter("bias", None)
+        block_size = check_block_fits(block_size, out.out_channels, out.in_channels, _CHANNELS)
+        out._adopt_dense(conv_weight2d(module.weight), module.bias, block_size, density, mask)
         return out
 
     def to_dense(self) -> nn.Conv2d:
@@ -132,11 +114,7 @@ class SparseConv2d(BlockSparseWeight):
         dense = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                           self.dilation, bias=self.bias is not None, device=self.values.device,
                           dtype=self.values.dtype)
-        with torch.no_grad():
-            dense.weight.copy_(self.weight4d())
-            if self.bias is not None:
-                dense.bias.copy_(self.bias)
-        return dense
+        return self._fill_dense(dense, self.weight4d())
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from .conv import SparseConv2d, conv_weight2d

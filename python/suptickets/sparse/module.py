@@ -7,6 +7,8 @@ tensors are derived (non-persistent buffers), rebuilt on load; loading a state d
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -42,6 +44,24 @@ def top_blocks_layout(weight2d: torch.Tensor, block_size, nnz: int) -> BlockLayo
     return BlockLayout.from_mask(mask.view(R // br, C // bc), block_size, (R, C))
 
 
+def choose_layout(weight2d: torch.Tensor, block_size, density, mask) -> BlockLayout:
+    """The layout ``from_dense`` keeps: the blocks of a boolean block grid ``mask``, or the
+    largest-magnitude blocks for ``density`` (all blocks when neither is given)."""
+    R, C = weight2d.shape
+    grid = (R // block_size[0], C // block_size[1])
+    if mask is not None:
+        if density is not None:
+            raise ValueError("give either density or mask, not both")
+        mask = torch.as_tensor(mask)
+        if mask.dtype != torch.bool or tuple(mask.shape) != grid:
+            raise ValueError(f"mask must be a boolean block grid of shape {grid}, got {mask.dtype} {tuple(mask.shape)}")
+        if not mask.any():
+            raise ValueError("mask must keep at least one block")
+        return BlockLayout.from_mask(mask.cpu(), block_size, (R, C))
+    density = 1.0 if density is None else check_density(density)
+    return top_blocks_layout(weight2d, block_size, blocks_for(density, grid[0] * grid[1]))
+
+
 class BlockSparseWeight(nn.Module):
     """Base of the block-sparse layers; subclasses set ``weight_shape2d`` and call ``_setup``."""
 
@@ -50,6 +70,38 @@ class BlockSparseWeight(nn.Module):
         self.block_size = _as_pair(block_size, "block_size")
         self.values = nn.Parameter(values)
         self._write_layout(layout)
+
+    def _init_random(self, shape2d, block_size, density, fan_in: int, bias: bool, device=None, dtype=None):
+        """``round(density * blocks)`` random blocks; weights and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        br, bc = block_size
+        nblocks = (shape2d[0] // br) * (shape2d[1] // bc)
+        layout = BlockLayout.random(shape2d, block_size, blocks_for(check_density(density), nblocks))
+        bound = 1.0 / math.sqrt(fan_in)
+        factory = {"device": device, "dtype": dtype}
+        self._setup(shape2d, block_size, layout, torch.empty(layout.nnz, br, bc, **factory).uniform_(-bound, bound))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(shape2d[0], **factory).uniform_(-bound, bound))
+        else:
+            self.register_parameter("bias", None)
+
+    def _adopt_dense(self, weight2d: torch.Tensor, bias, block_size, density, mask):
+        """Takes the blocks ``choose_layout`` keeps of a dense 2-D weight, and a copy of its bias."""
+        weight2d = weight2d.detach()
+        layout = choose_layout(weight2d, block_size, density, mask)
+        values = reference.block_values(weight2d, layout.to(weight2d.device)).clone()
+        self._setup(weight2d.shape, block_size, layout, values)
+        if bias is not None:
+            self.bias = nn.Parameter(bias.detach().clone())
+        else:
+            self.register_parameter("bias", None)
+
+    def _fill_dense(self, dense: nn.Module, weight: torch.Tensor) -> nn.Module:
+        """Copies ``weight`` (this layer's, in the dense layout) and the bias into ``dense``."""
+        with torch.no_grad():
+            dense.weight.copy_(weight)
+            if self.bias is not None:
+                dense.bias.copy_(self.bias)
+        return dense
 
     def _write_layout(self, layout: BlockLayout):
         device = self.values.device
