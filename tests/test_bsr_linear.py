@@ -167,3 +167,16 @@ def test_scratch_buffers_are_reused_and_can_be_released():
     assert st.ops.workspace_bytes() == held
     st.ops.release_workspace()
     assert st.ops.workspace_bytes() == 0
+
+
+@pytest.mark.parametrize("rows", [2, 40], ids=["few-block-rows", "many-block-rows"])
+def test_bsr_linear_block_row_counts(rows):
+    """dvalues splits the pixel reduction when block-rows are few and not when they are many."""
+    layout = make_layout((8 * rows, 64), (8, 16), "half")
+    values = torch.randn(layout.nnz, 8, 16)
+    x, bias = torch.randn(700, 64), torch.randn(8 * rows)
+    grad = torch.randn(700, 8 * rows)
+    (y, dx, dv, db), (ry, rdx, rdv, rdb) = run_both(x, values, layout, bias, grad)
+    tol = tolerances(torch.float32)
+    for a, b in ((y, ry), (dx, rdx), (dv, rdv), (db, rdb)):
+        torch.testing.assert_close(a, b, **tol)

@@ -26,6 +26,8 @@ constexpr int64_t kPackRun = 64;
 constexpr int64_t kStreamBytes = int64_t(32) << 20;
 // Pixels of the dvalues reduction kept hot in cache between row tiles.
 constexpr int64_t kReductionChunk = 256;
+// Work units the dvalues reduction aims for (block-row runs x pixel ranges).
+constexpr int64_t kMinReductionUnits = 16;
 
 struct Tap {
   int64_t ki, kj, cblk;
@@ -295,29 +297,39 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
   if (chunk_start.back() != static_cast<int64_t>(runs.size()))
     chunk_start.push_back(static_cast<int64_t>(runs.size()));
   const int64_t nchunks = static_cast<int64_t>(chunk_start.size()) - 1;
+  const int64_t block = g.br * g.bc;
+  if (nchunks == 0) {
+    std::fill(dvalues, dvalues + nnz * block, T(0));
+    return;
+  }
   const int64_t tile = tile_rows<T>(g.bc);
   // A unit is a run of slots [s0, s1) sharing a block-row, so each chunk of its
-  // grad-out stripe is read from cache by all of them, and the rows [i0, i1) of
-  // their blocks. With few blocks, units are single slots' row tiles instead.
+  // grad-out stripe is read from cache by all of them, over the pixel chunks
+  // [c0, c1). When there are few block-rows, the pixel chunks are split into
+  // `parts` ranges summed into separate buffers and added up afterwards in a fixed
+  // order: the split depends on the shapes only, so results do not depend on the
+  // thread count.
   struct Unit {
-    int64_t s0, s1, i0, i1;
+    int64_t s0, s1, c0, c1, part;
   };
-  std::vector<Unit> units;
-  if (nnz < 4 * omp_get_max_threads()) {
-    for (int64_t s = 0; s < nnz; ++s)
-      for (int64_t i = 0; i < g.br; i += tile) units.push_back({s, s + 1, i, std::min(g.br, i + tile)});
-  } else {
-    for (int64_t s0 = 0, s1; s0 < nnz; s0 = s1) {
-      for (s1 = s0 + 1; s1 < nnz && rows[s1] == rows[s0];) ++s1;
-      units.push_back({s0, s1, 0, g.br});
-    }
+  std::vector<std::pair<int64_t, int64_t>> row_runs;
+  for (int64_t s0 = 0, s1; s0 < nnz; s0 = s1) {
+    for (s1 = s0 + 1; s1 < nnz && rows[s1] == rows[s0];) ++s1;
+    row_runs.push_back({s0, s1});
   }
+  const int64_t nruns = static_cast<int64_t>(row_runs.size());
+  const int64_t parts = std::max<int64_t>(1, std::min(nchunks, (kMinReductionUnits + nruns - 1) / std::max<int64_t>(nruns, 1)));
+  std::vector<Unit> units;
+  for (int64_t p = 0; p < parts; ++p)
+    for (const auto& [s0, s1] : row_runs)
+      units.push_back({s0, s1, p * nchunks / parts, (p + 1) * nchunks / parts, p});
+  std::vector<T> partial(parts > 1 ? parts * nnz * block : 0);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < static_cast<int64_t>(units.size()); ++u) {
     const Unit unit = units[u];
-    if (nchunks == 0) {
-      for (int64_t s = unit.s0; s < unit.s1; ++s)
-        std::fill(dvalues + (s * g.br + unit.i0) * g.bc, dvalues + (s * g.br + unit.i1) * g.bc, T(0));
+    T* base = parts > 1 ? partial.data() + unit.part * nnz * block : dvalues;
+    if (unit.c0 == unit.c1) {
+      std::fill(base + unit.s0 * block, base + unit.s1 * block, T(0));
       continue;
     }
     TileArgs<T> t;
@@ -328,18 +340,29 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
     t.init = nullptr;
     t.stream = false;
     const T* a = gp + rows[unit.s0] * gs.stripe;
-    for (int64_t c = 0; c < nchunks; ++c) {
+    for (int64_t c = unit.c0; c < unit.c1; ++c) {
       t.items = runs.data() + chunk_start[c];
       t.n_items = chunk_start[c + 1] - chunk_start[c];
-      t.accumulate = c > 0;
+      t.accumulate = c > unit.c0;
       for (int64_t s = unit.s0; s < unit.s1; ++s) {
         t.B = xp + input_offset(g, tap_of(g, cols[s]));
-        T* out = dvalues + s * g.br * g.bc;
-        for (int64_t i = unit.i0; i < unit.i1; i += tile) {
+        T* out = base + s * block;
+        for (int64_t i = 0; i < g.br; i += tile) {
           t.A = a + i;
           t.C = out + i * g.bc;
-          run_tile(t, std::min(tile, unit.i1 - i), g.bc);
+          run_tile(t, std::min(tile, g.br - i), g.bc);
         }
+      }
+    }
+  }
+  if (parts > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < nnz; ++s) {
+      T* out = dvalues + s * block;
+      std::copy(partial.data() + s * block, partial.data() + (s + 1) * block, out);
+      for (int64_t p = 1; p < parts; ++p) {
+        const T* src = partial.data() + (p * nnz + s) * block;
+        for (int64_t e = 0; e < block; ++e) out[e] += src[e];
       }
     }
   }
