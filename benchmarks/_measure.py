@@ -23,6 +23,22 @@ def median_ms(fn, repeats: int, setup=None, warmup: int = 1) -> float:
     return 1e3 * statistics.median(times)
 
 
+def interleaved_median_ms(fns, repeats: int, setups=None, warmup: int = 1) -> list[float]:
+    """Median wall times (ms) of several functions timed in turn, one call of each per round, so
+    that a machine whose speed drifts during the run slows all of them alike."""
+    setups = setups or [None] * len(fns)
+    times = [[] for _ in fns]
+    for round_ in range(warmup + repeats):
+        for fn, setup, acc in zip(fns, setups, times):
+            if setup:
+                setup()
+            start = time.perf_counter()
+            fn()
+            if round_ >= warmup:
+                acc.append(time.perf_counter() - start)
+    return [1e3 * statistics.median(t) for t in times]
+
+
 def _status_bytes(key: str) -> int:
     with open("/proc/self/status") as f:
         return int(re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024

@@ -4,7 +4,7 @@
     python benchmarks/bench_layers.py --quick    # one density and block per layer (< 1 minute)
 
 Prints one table: per layer shape, density and block, the forward and forward+backward
-times of the dense and the sparse layer (medians, same run), speedup = dense / sparse,
+times of the dense and the sparse layer (medians over rounds that time the two in turn), speedup = dense / sparse,
 eta = useful FLOP/s of the sparse layer / FLOP/s of the dense one (DESIGN.md,
 "Performance accounting"; eta = speedup x density), the peak memory a first
 forward+backward adds to a fresh process (every allocation: outputs, gradients, the
@@ -24,7 +24,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suptickets as st  # noqa: E402
-from _measure import markdown_table, median_ms, peak_mb  # noqa: E402
+from _measure import interleaved_median_ms, markdown_table, peak_mb  # noqa: E402
 
 DENSITIES = (0.2, 0.1, 0.05)
 BLOCKS = (16, 32, 64)
@@ -61,23 +61,31 @@ def make_layer(case, density, block):
     return case["dense"]() if density is None else case["sparse"](density, block)
 
 
-def measure(layer, x, grad, repeats):
-    """(forward ms, forward+backward ms, parameter MB)."""
-    def forward():
-        with torch.no_grad():
-            layer(x)
+def measure(dense, sparse, x, grad, repeats):
+    """Forward and forward+backward medians (ms) of both layers, timed in alternation:
+    (dense fwd, sparse fwd, dense f+b, sparse f+b)."""
+    def forward(layer):
+        def run():
+            with torch.no_grad():
+                layer(x)
+        return run
 
-    def clear():
-        layer.zero_grad(set_to_none=True)
-        x.grad = None
+    def clear(layer):
+        def run():
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+        return run
 
-    def step():
-        layer(x).backward(grad)
+    def step(layer):
+        return lambda: layer(x).backward(grad)
 
-    fwd = median_ms(forward, repeats)
-    total = median_ms(step, repeats, setup=clear)
-    params = sum(p.numel() * p.element_size() for p in layer.parameters()) / 2**20
-    return fwd, total, params
+    fwd = interleaved_median_ms([forward(dense), forward(sparse)], repeats)
+    total = interleaved_median_ms([step(dense), step(sparse)], repeats, setups=[clear(dense), clear(sparse)])
+    return (*fwd, *total)
+
+
+def param_mb(layer) -> float:
+    return sum(p.numel() * p.element_size() for p in layer.parameters()) / 2**20
 
 
 def peak_in_fresh_process(case_index, density, block) -> float:
@@ -123,18 +131,17 @@ def main(argv=None):
         x = torch.randn(*case["input"], requires_grad=True)
         dense = make_layer(case, None, None)
         grad = torch.randn_like(dense(x).detach())
-        d_fwd, d_total, d_params = measure(dense, x, grad, repeats)
         d_peak = peak_in_fresh_process(index, None, 0)
         for density in densities:
             for block in blocks:
                 sparse = make_layer(case, density, block)
-                s_fwd, s_total, s_params = measure(sparse, x, grad, repeats)
+                d_fwd, s_fwd, d_total, s_total = measure(dense, sparse, x, grad, repeats)
                 s_peak = peak_in_fresh_process(index, density, block)
                 speedup = d_total / s_total
                 rows.append((case["name"], f"{sparse.density:.3f}", f"{block}x{block}", f"{d_fwd:.1f}",
                              f"{s_fwd:.1f}", f"{d_fwd / s_fwd:.2f}x", f"{d_total:.1f}", f"{s_total:.1f}",
                              f"{speedup:.2f}x", f"{speedup * sparse.density:.2f}", f"{d_peak:.0f}",
-                             f"{s_peak:.0f}", f"{s_params / d_params:.3f}x"))
+                             f"{s_peak:.0f}", f"{param_mb(sparse) / param_mb(dense):.3f}x"))
                 print(f"  {case['name']}, density {density}, block {block}: f+b {speedup:.2f}x", file=sys.stderr,
                       flush=True)
     print(markdown_table(header, rows))
