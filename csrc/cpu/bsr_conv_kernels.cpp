@@ -24,8 +24,9 @@ constexpr int64_t kPackRun = 64;
 // Outputs at least this large (about a last-level cache) bypass the caches with
 // non-temporal stores; smaller ones stay cached for the layer that reads them next.
 constexpr int64_t kStreamBytes = int64_t(32) << 20;
-// Pixels of the dvalues reduction kept hot in cache between row tiles.
-constexpr int64_t kReductionChunk = 256;
+// Pixels of the dvalues reduction kept hot in L1 between row tiles (their grad-out
+// and input rows: 2 x 128 x 32 floats for 32x32 blocks).
+constexpr int64_t kReductionChunk = 128;
 // Work units the dvalues reduction aims for (block-row runs x pixel ranges).
 constexpr int64_t kMinReductionUnits = 16;
 
