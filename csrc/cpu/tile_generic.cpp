@@ -1,5 +1,7 @@
 // Portable tile kernel (any dtype, any width) and the run-time choice of SIMD tiles.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "tile.h"
 
@@ -50,11 +52,22 @@ void generic_run(const TileArgs<T>& t, int64_t mr, int64_t width) {
 
 enum class Isa { kGeneric, kAvx2, kAvx512 };
 
+// The best instruction set this CPU has, capped by SUPTICKETS_CPU_ISA
+// ("avx512", "avx2" or "generic") if set: how every tile kernel is tested on one machine.
 Isa detect_isa() {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-  return Isa::kGeneric;
+  Isa best = Isa::kGeneric;
+  if (__builtin_cpu_supports("avx512f")) {
+    best = Isa::kAvx512;
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    best = Isa::kAvx2;
+  }
+  const char* cap = std::getenv("SUPTICKETS_CPU_ISA");
+  if (cap == nullptr) return best;
+  const Isa want = std::strcmp(cap, "generic") == 0 ? Isa::kGeneric
+                   : std::strcmp(cap, "avx2") == 0  ? Isa::kAvx2
+                                                    : Isa::kAvx512;
+  return std::min(best, want);
 }
 
 Isa isa() {

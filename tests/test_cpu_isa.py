@@ -1,0 +1,44 @@
+"""Every instruction-set path of the CPU tiles (AVX-512, AVX2, portable) against the reference.
+
+The path is chosen once per process, so each runs in a subprocess with SUPTICKETS_CPU_ISA
+capping it; a path the CPU lacks falls back to the best one it has (said in the output).
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, {tests!r})
+import suptickets as st
+from suptickets.ops import reference
+from helpers import make_layout
+torch.manual_seed(0)
+worst = 0.0
+for block in [(8, 8), (16, 16), (32, 32), (16, 32), (64, 64), (8, 24)]:
+    layout = make_layout((2 * block[0], 9 * 2 * block[1]), block, "half")
+    v = torch.randn(layout.nnz, *block, requires_grad=True)
+    x = torch.randn(3, 2 * block[1], 6, 5, requires_grad=True)
+    for fn in (st.ops.bsr_conv2d, reference.bsr_conv2d):
+        y = fn(x, v, layout, kernel_size=3, padding=1)
+        g = torch.autograd.grad(y, (x, v), torch.ones_like(y))
+        if fn is st.ops.bsr_conv2d:
+            out = [y] + list(g)
+        else:
+            worst = max(worst, *[(a - b).abs().max().item() for a, b in zip(out, [y] + list(g))])
+print(st.ops.simd_level(), worst)
+"""
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])
+def test_cpu_tiles_of_each_instruction_set_match_the_reference(isa):
+    env = dict(os.environ, SUPTICKETS_CPU_ISA=isa)
+    out = subprocess.run([sys.executable, "-c", SCRIPT.format(tests=os.path.dirname(__file__))], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    level, worst = out[-2], float(out[-1])
+    assert level in ("avx512", "avx2", "generic")
+    if isa == "generic":
+        assert level == "generic"
+    assert worst < 1e-3
