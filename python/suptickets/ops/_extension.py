@@ -31,9 +31,13 @@ def release_workspace() -> None:
         _C.release_workspace()
 
 
-def warn_unavailable_once(_warned=[]):
+_warned = False
+
+
+def warn_unavailable_once():
+    global _warned
     if not _warned:
-        _warned.append(True)
+        _warned = True
         warnings.warn(
             f"suptickets C++ operators are not built ({load_error}); falling back to the "
             "plain-PyTorch reference, which is as slow as dense. Install with "
