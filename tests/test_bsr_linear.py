@@ -180,3 +180,20 @@ def test_bsr_linear_block_row_counts(rows):
     tol = tolerances(torch.float32)
     for a, b in ((y, ry), (dx, rdx), (dv, rdv), (db, rdb)):
         torch.testing.assert_close(a, b, **tol)
+
+
+def test_freed_large_outputs_are_kept_for_reuse_and_released_on_request():
+    layout = make_layout((512, 64), (16, 16), "half")
+    x, v = torch.randn(1024, 64), torch.randn(layout.nnz, 16, 16)
+    st.ops.release_workspace()
+    y = st.ops.bsr_linear(x, v, layout)  # 2 MB output
+    held = st.ops.workspace_bytes()
+    address = y.data_ptr()
+    del y
+    assert st.ops.workspace_bytes() >= held + 2 * 2**20  # the output's memory went back to the cache
+    y = st.ops.bsr_linear(x, v, layout)
+    assert y.data_ptr() == address  # and is handed out again
+    torch.testing.assert_close(y, reference.bsr_linear(x, v, layout), **tolerances(torch.float32))
+    del y
+    st.ops.release_workspace()
+    assert st.ops.workspace_bytes() == 0
