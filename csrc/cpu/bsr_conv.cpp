@@ -228,6 +228,23 @@ Tensor grad_or_empty(bool needed, at::IntArrayRef sizes, const at::TensorOptions
   return needed ? empty_output(sizes, opts, format) : at::empty({0}, opts);
 }
 
+// A 1x1 convolution with stride s and no padding reads every s-th pixel only: it is
+// the stride-1 convolution of that subsampled view, which packs s*s times less.
+bool pointwise_strided(const ConvGeometry& g) {
+  return g.KH == 1 && g.KW == 1 && g.PH == 0 && g.PW == 0 && (g.SH > 1 || g.SW > 1);
+}
+
+Tensor subsample(const Tensor& t, const ConvGeometry& g) {
+  return t.slice(2, 0, g.H, g.SH).slice(3, 0, g.W, g.SW);
+}
+
+ConvGeometry unit_stride(ConvGeometry g) {
+  g.H = g.Ho;
+  g.W = g.Wo;
+  g.SH = g.SW = 1;
+  return g;
+}
+
 }  // namespace
 
 Tensor bsr_conv2d(const Tensor& x, const Tensor& values, const Tensor& rows, const Tensor& cols,
@@ -236,7 +253,13 @@ Tensor bsr_conv2d(const Tensor& x, const Tensor& values, const Tensor& rows, con
                   IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation) {
   const ConvGeometry g = conv_geometry(x, values, out_channels, kernel, stride, padding, dilation);
   Tensor y = empty_output({g.B, g.Cout, g.Ho, g.Wo}, x.options(), at::MemoryFormat::ChannelsLast);
-  forward(g, x, nchw_strides(x), values, {rows, cols, row_ptr, col_ptr, col_perm}, bias, y);
+  const Layout L{rows, cols, row_ptr, col_ptr, col_perm};
+  if (pointwise_strided(g)) {
+    const Tensor xs = subsample(x, g);
+    forward(unit_stride(g), xs, nchw_strides(xs), values, L, bias, y);
+  } else {
+    forward(g, x, nchw_strides(x), values, L, bias, y);
+  }
   return y;
 }
 
@@ -253,9 +276,20 @@ std::tuple<Tensor, Tensor, Tensor> bsr_conv2d_backward(
   const Tensor dx = grad_or_empty(need_input, x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
   const Tensor dv = grad_or_empty(need_values, values.sizes(), values.options());
   const Tensor db = grad_or_empty(need_bias, {g.Cout}, values.options());
+  const Layout L{rows, cols, row_ptr, col_ptr, col_perm};
   Grads out{need_input ? dx : Tensor(), need_values ? dv : Tensor(), need_bias ? db : Tensor()};
-  backward(g, grad, nchw_strides(grad), x, nchw_strides(x), values, {rows, cols, row_ptr, col_ptr, col_perm},
-           out);
+  if (pointwise_strided(g)) {
+    // gradients of the subsampled view; dx is zero at the pixels the stride skips
+    const Tensor xs = subsample(x, g);
+    if (need_input) out.dx = empty_output(xs.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
+    backward(unit_stride(g), grad, nchw_strides(grad), xs, nchw_strides(xs), values, L, out);
+    if (need_input) {
+      dx.zero_();
+      subsample(dx, g).copy_(out.dx);
+    }
+  } else {
+    backward(g, grad, nchw_strides(grad), x, nchw_strides(x), values, L, out);
+  }
   return {dx, dv, db};
 }
 
