@@ -2,6 +2,7 @@
 
     python benchmarks/bench_layers.py            # the full grid (a few minutes)
     python benchmarks/bench_layers.py --quick    # one density and block per layer (< 1 minute)
+    python benchmarks/bench_layers.py --strided  # ResNet-style strided convs, density 0.1, 32x32
 
 Prints one table: per layer shape, density and block, the forward and forward+backward
 times of the dense and the sparse layer (medians over rounds that time the two in turn), speedup = dense / sparse,
@@ -39,12 +40,14 @@ def linear_case(batch, n_in, n_out):
     }
 
 
-def conv_case(batch, channels_in, channels_out, size):
+def conv_case(batch, channels_in, channels_out, size, kernel=3, stride=1):
+    padding = kernel // 2
+    stride_name = f" stride {stride}" if stride > 1 else ""
     return {
-        "name": f"Conv3x3 {channels_in}->{channels_out} {size}x{size}, batch {batch}",
-        "dense": lambda: nn.Conv2d(channels_in, channels_out, 3, padding=1),
-        "sparse": lambda d, b: st.SparseConv2d(channels_in, channels_out, 3, padding=1, density=d,
-                                               block_size=(b, b)),
+        "name": f"Conv{kernel}x{kernel}{stride_name} {channels_in}->{channels_out} {size}x{size}, batch {batch}",
+        "dense": lambda: nn.Conv2d(channels_in, channels_out, kernel, stride=stride, padding=padding),
+        "sparse": lambda d, b: st.SparseConv2d(channels_in, channels_out, kernel, stride=stride, padding=padding,
+                                               density=d, block_size=(b, b)),
         "input": (batch, channels_in, size, size),
     }
 
@@ -54,7 +57,11 @@ CASES = [
     linear_case(4096, 4096, 4096),
     conv_case(64, 256, 256, 16),
     conv_case(64, 128, 128, 32),
+    # --strided: the downsampling convs of a ResNet stage
+    conv_case(64, 128, 256, 32, kernel=3, stride=2),
+    conv_case(64, 128, 256, 32, kernel=1, stride=2),
 ]
+STRIDED = [4, 5]
 
 
 def make_layer(case, density, block):
@@ -111,6 +118,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="density 0.1, block 32 only; fewer repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--strided", action="store_true",
+                        help="only the strided (ResNet downsampling) convs, density 0.1, block 32")
     parser.add_argument("--peak-of", nargs=3, metavar=("CASE", "DENSITY", "BLOCK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_of:
@@ -118,8 +127,13 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
-    densities, blocks = ((0.1,), (32,)) if args.quick else (DENSITIES, BLOCKS)
-    cases = [0, 2] if args.quick else range(len(CASES))
+    densities, blocks = ((0.1,), (32,)) if args.quick or args.strided else (DENSITIES, BLOCKS)
+    if args.strided:
+        cases = STRIDED
+    elif args.quick:
+        cases = [0, 2]
+    else:
+        cases = [i for i in range(len(CASES)) if i not in STRIDED]
     torch.manual_seed(0)
     print(f"# suptickets {st.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, float32")
