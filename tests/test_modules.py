@@ -171,3 +171,17 @@ def test_from_dense_bad_arguments():
     with pytest.raises(ValueError, match="either density or mask"):
         st.SparseLinear.from_dense(nn.Linear(32, 32), density=0.5, mask=torch.ones(2, 2, dtype=torch.bool),
                                    block_size=(16, 16))
+
+
+def test_empty_batch_gives_empty_outputs_and_zero_gradients():
+    fc = st.SparseLinear(64, 32, density=0.5, block_size=(16, 16))
+    x = torch.randn(0, 64, requires_grad=True)
+    y = fc(x)
+    y.sum().backward()
+    assert y.shape == (0, 32) and x.grad.shape == (0, 64)
+    assert torch.equal(fc.values.grad, torch.zeros_like(fc.values)) and torch.equal(fc.bias.grad, torch.zeros(32))
+    conv = st.SparseConv2d(16, 16, 3, padding=1, density=0.5, block_size=(8, 8))
+    x = torch.randn(0, 16, 5, 5, requires_grad=True)
+    y = conv(x)
+    y.sum().backward()
+    assert y.shape == (0, 16, 5, 5) and torch.equal(conv.values.grad, torch.zeros_like(conv.values))
