@@ -86,9 +86,14 @@ int main(int argc, char** argv) {
   pack_x();
   pack_g();
   const double t_px = min_ms(pack_x), t_pg = min_ms(pack_g);
-  const double t_f = min_ms([&] {
-    conv_forward<float>(g, xp.data(), vals.data(), row_ptr.data(), cols.data(), nullptr, y.data());
-  });
+  const Grid xgrid{g.in_stripe(), bs, g.Hp(), g.Wp(), g.PH, g.PW};
+  auto forward = [&](const float* src, const Grid& xs) {
+    return min_ms([&] { conv_forward<float>(g, src, xs, vals.data(), row_ptr.data(), cols.data(), nullptr, y.data()); });
+  };
+  const double t_f = forward(xp.data(), xgrid);
+  // the linear input read in place: rows of C features are pixels
+  const Grid xrows{bs, g.Cin, 1, g.W, 0, 0};
+  const double t_f_direct = lin ? forward(x.data(), xrows) : 0.0;
   // grad-out read from packed stripes, or straight from the NHWC tensor; dX gathers
   // from dY padded as grad_out_padding() says (packed again here for it).
   int64_t top = 0, left = 0;
@@ -107,20 +112,23 @@ int main(int argc, char** argv) {
                              {g.bc, g.Cin, g.H, g.W, 0, 0});
     });
   };
-  auto grad_values = [&](const float* src, const Grid& gs) {
+  auto grad_values = [&](const float* src, const Grid& gs, const float* xsrc = nullptr, const Grid* xs = nullptr) {
     return min_ms([&] {
-      conv_grad_values<float>(g, src, gs, xp.data(), rows.data(), cols.data(), nnz, dv.data());
+      conv_grad_values<float>(g, src, gs, xsrc ? xsrc : xp.data(), xs ? *xs : xgrid, rows.data(), cols.data(), nnz,
+                              dv.data());
     });
   };
   const double t_dx = grad_input(gpad.data(), padded), t_dv = grad_values(gp.data(), packed);
   const double t_dx_direct = top || left ? 0.0 : grad_input(gy.data(), direct);
   const double t_dv_direct = grad_values(gy.data(), direct);
+  const double t_dv_xdirect = lin ? grad_values(gp.data(), packed, x.data(), &xrows) : 0.0;
   std::printf("%s density %.3f block %ld, %d threads, %s\n", kind.c_str(), double(nnz) / all.size(), (long)bs,
               omp_get_max_threads(), simd_level());
   std::printf("pack x %.2f ms, pack grad %.2f ms\n", t_px, t_pg);
   for (auto [name, t] : {std::pair<const char*, double>{"forward", t_f}, {"grad input", t_dx},
-                         {"grad values", t_dv}, {"grad input, unpacked grad", t_dx_direct},
-                         {"grad values, unpacked grad", t_dv_direct}})
+                         {"grad values", t_dv}, {"forward, unpacked input", t_f_direct},
+                         {"grad input, unpacked grad", t_dx_direct}, {"grad values, unpacked grad", t_dv_direct},
+                         {"grad values, unpacked input", t_dv_xdirect}})
     std::printf("%-26s %7.2f ms  %6.1f GFLOP/s\n", name, t, flops / t / 1e6);
   return 0;
 }

@@ -53,9 +53,11 @@ Tap tap_of(const ConvGeometry& g, int64_t col) {
   return {tap / g.KW, tap % g.KW, col % ncb};
 }
 
-// Offset of a block's tap into the packed input stripes.
-int64_t input_offset(const ConvGeometry& g, const Tap& tp) {
-  return tp.cblk * g.in_stripe() + (tp.ki * g.DH * g.Wp() + tp.kj * g.DW) * g.bc;
+// Offset of a block's tap into the input, from the element that output pixel
+// (0, 0, 0) reads at tap (0, 0) of a grid padded by at least (PH, PW).
+int64_t input_offset(const ConvGeometry& g, const Tap& tp, const Grid& xs) {
+  return tp.cblk * xs.stripe +
+         ((tp.ki * g.DH + xs.top - g.PH) * xs.cols + tp.kj * g.DW + xs.left - g.PW) * xs.pixel;
 }
 
 }  // namespace
@@ -239,15 +241,15 @@ void grad_out_padding(const ConvGeometry& g, int64_t* top, int64_t* left) {
 }
 
 template <class T>
-void conv_forward(const ConvGeometry& g, const T* xp, const T* vt, const int32_t* row_ptr,
+void conv_forward(const ConvGeometry& g, const T* xp, const Grid& xs, const T* vt, const int32_t* row_ptr,
                   const int32_t* cols, const T* bias, T* y) {
   const int64_t nrb = g.out_blocks(), nnz = row_ptr[nrb];
-  GatherPlan<T> p{g.B, g.Ho, g.Wo, nrb, g.br, y, g.Cout, bias, xp, g.Hp(), g.Wp(), g.bc, g.SH, g.SW,
+  GatherPlan<T> p{g.B, g.Ho, g.Wo, nrb, g.br, y, g.Cout, bias, xp, xs.rows, xs.cols, xs.pixel, g.SH, g.SW,
                   vt, g.br, {}, {}};
   p.ptr.assign(row_ptr, row_ptr + nrb + 1);
   p.items.resize(nnz);
   for (int64_t s = 0; s < nnz; ++s)
-    p.items[s] = {input_offset(g, tap_of(g, cols[s])), s * g.bc * g.br, g.bc};
+    p.items[s] = {input_offset(g, tap_of(g, cols[s]), xs), s * g.bc * g.br, g.bc};
   gather_tiles(p);
 }
 
@@ -275,7 +277,8 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T
 }
 
 template <class T>
-void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const T* xp, const int32_t* rows,
+void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const T* xp, const Grid& xs,
+                      const int32_t* rows,
                       const int32_t* cols, int64_t nnz, T* dvalues) {
   // Runs of consecutive output pixels of one output row, cut at kReductionChunk,
   // grouped into chunks of about kReductionChunk pixels.
@@ -286,7 +289,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
     const int64_t b = bo / g.Ho, oh = bo % g.Ho;
     for (int64_t ow = 0; ow < g.Wo; ow += kReductionChunk) {
       const int64_t len = std::min(kReductionChunk, g.Wo - ow);
-      runs.push_back({gs.offset(b, oh, ow), ((b * g.Hp() + oh * g.SH) * g.Wp() + ow * g.SW) * g.bc,
+      runs.push_back({gs.offset(b, oh, ow), ((b * xs.rows + oh * g.SH) * xs.cols + ow * g.SW) * xs.pixel,
                       len});
       in_chunk += len;
       if (in_chunk >= kReductionChunk) {
@@ -336,7 +339,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
     TileArgs<T> t;
     t.a_m = 1;
     t.a_k = gs.pixel;
-    t.b_k = g.SW * g.bc;
+    t.b_k = g.SW * xs.pixel;
     t.c_m = g.bc;
     t.init = nullptr;
     t.stream = false;
@@ -346,7 +349,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
       t.n_items = chunk_start[c + 1] - chunk_start[c];
       t.accumulate = c > unit.c0;
       for (int64_t s = unit.s0; s < unit.s1; ++s) {
-        t.B = xp + input_offset(g, tap_of(g, cols[s]));
+        t.B = xp + input_offset(g, tap_of(g, cols[s]), xs);
         T* out = base + s * block;
         for (int64_t i = 0; i < g.br; i += tile) {
           t.A = a + i;
@@ -374,14 +377,13 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
                                 int64_t, int64_t, int64_t, int64_t, int64_t, T*, T*);          \
   template void unpack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
                                   int64_t, int64_t, T*);                                       \
-  template void conv_forward<T>(const ConvGeometry&, const T*, const T*, const int32_t*,       \
-                                const int32_t*, const T*, T*);                                 \
+  template void conv_forward<T>(const ConvGeometry&, const T*, const Grid&, const T*,          \
+                                const int32_t*, const int32_t*, const T*, T*);                 \
   template void conv_grad_input<T>(const ConvGeometry&, const T*, const Grid&, const T*,        \
                                    const int32_t*, const int32_t*, const int32_t*, T*,         \
                                    const Grid&);                                               \
   template void conv_grad_values<T>(const ConvGeometry&, const T*, const Grid&, const T*,      \
-                                    const int32_t*,                                            \
-                                    const int32_t*, int64_t, T*);
+                                    const Grid&, const int32_t*, const int32_t*, int64_t, T*);
 SUPTICKETS_INSTANTIATE(float)
 SUPTICKETS_INSTANTIATE(double)
 #undef SUPTICKETS_INSTANTIATE

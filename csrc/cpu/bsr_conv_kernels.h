@@ -57,10 +57,12 @@ template <class T>
 void unpack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W,
                     int64_t bs, int64_t PH, int64_t PW, T* out);
 
-// y = conv(x, W) + bias over active blocks. vt: values transposed per block
-// [nnz][bc][br]; row_ptr: [Cout/br + 1]; cols: [nnz]; bias: [Cout] or null.
+// y = conv(x, W) + bias over active blocks. `xs` describes x: packed stripes, or an
+// unpadded NHWC tensor when PH = PW = 0 (the grid must be padded by at least the
+// convolution's padding). vt: values transposed per block [nnz][bc][br];
+// row_ptr: [Cout/br + 1]; cols: [nnz]; bias: [Cout] or null.
 template <class T>
-void conv_forward(const ConvGeometry& g, const T* xp, const T* vt,
+void conv_forward(const ConvGeometry& g, const T* xp, const Grid& xs, const T* vt,
                   const int32_t* row_ptr, const int32_t* cols, const T* bias, T* y);
 
 // Whether dX is computed by gathering (stride 1, padding at most the dilated
@@ -80,7 +82,7 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T
 
 // dvalues[s] = dY[:, block row]^T * X[:, block col] for every active slot (SDDMM).
 template <class T>
-void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const T* xp,
+void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const T* xp, const Grid& xs,
                       const int32_t* rows, const int32_t* cols, int64_t nnz, T* dvalues);
 
 // Which instruction set the float32 tile kernels use: "avx512", "avx2" or "generic".
