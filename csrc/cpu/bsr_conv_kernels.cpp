@@ -2,11 +2,11 @@
 // which thread. The arithmetic is in the tile kernels (tile.h).
 #include "bsr_conv_kernels.h"
 
-#include <omp.h>
 #include <xmmintrin.h>
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "tile.h"
