@@ -2,14 +2,16 @@
 // which thread. The arithmetic is in the tile kernels (tile.h).
 #include "bsr_conv_kernels.h"
 
-#include <xmmintrin.h>
-
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "tile.h"
+
+#if SUPTICKETS_X86
+#include <xmmintrin.h>
+#endif
 
 namespace suptickets {
 namespace cpu {
@@ -38,12 +40,16 @@ struct Tap {
 // bypass the caches (a packed buffer larger than the last-level cache).
 template <class T>
 void copy_run(T* dst, const T* src, int64_t n, bool stream) {
+#if SUPTICKETS_X86
   if constexpr (std::is_same_v<T, float>) {
     if (stream) {
       for (int64_t j = 0; j < n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
       return;
     }
   }
+#else
+  (void)stream;
+#endif
   std::memcpy(dst, src, n * sizeof(T));
 }
 
@@ -102,7 +108,7 @@ void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64
         for (int64_t j = 0; j < bs; ++j) part[j] += src[j * sc + w * sw];
     }
   }
-  if (stream) _mm_sfence();  // the parallel region's barrier follows
+  if (stream) store_fence();  // the parallel region's barrier follows
   if (channel_sums) {
     std::fill(channel_sums, channel_sums + C, T(0));
     for (int64_t u = 0; u < units; ++u)

@@ -8,6 +8,14 @@
 #pragma once
 #include <cstdint>
 
+// x86-64 builds carry AVX2 and AVX-512 tiles chosen at run time; other CPUs use the
+// portable tile only.
+#if defined(__x86_64__) || defined(_M_X64)
+#define SUPTICKETS_X86 1
+#else
+#define SUPTICKETS_X86 0
+#endif
+
 namespace suptickets {
 namespace cpu {
 
@@ -34,7 +42,11 @@ struct TileArgs {
 };
 
 // Orders this thread's non-temporal stores before anything it does next.
-inline void store_fence() { __builtin_ia32_sfence(); }
+inline void store_fence() {
+#if SUPTICKETS_X86
+  __builtin_ia32_sfence();
+#endif
+}
 
 // Rows per tile that keep the accumulators of a `width`-wide tile in registers.
 template <class T>

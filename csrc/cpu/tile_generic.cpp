@@ -55,13 +55,15 @@ enum class Isa { kGeneric, kAvx2, kAvx512 };
 // The best instruction set this CPU has, capped by SUPTICKETS_CPU_ISA
 // ("avx512", "avx2" or "generic") if set: how every tile kernel is tested on one machine.
 Isa detect_isa() {
-  __builtin_cpu_init();
   Isa best = Isa::kGeneric;
+#if SUPTICKETS_X86
+  __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) {
     best = Isa::kAvx512;
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     best = Isa::kAvx2;
   }
+#endif
   const char* cap = std::getenv("SUPTICKETS_CPU_ISA");
   if (cap == nullptr) return best;
   const Isa want = std::strcmp(cap, "generic") == 0 ? Isa::kGeneric
@@ -88,8 +90,8 @@ const char* simd_level() {
 // The SIMD tile set that computes a float32 tile of this width, or kGeneric.
 static Isa isa_for_width(int64_t width) {
   const Isa best = isa();
-  if (best == Isa::kAvx512 && width % avx512::kLanes == 0) return Isa::kAvx512;
-  if (best != Isa::kGeneric && width % avx2::kLanes == 0) return Isa::kAvx2;
+  if (best == Isa::kAvx512 && width % 16 == 0) return Isa::kAvx512;
+  if (best != Isa::kGeneric && width % 8 == 0) return Isa::kAvx2;
   return Isa::kGeneric;
 }
 
@@ -99,8 +101,10 @@ int tile_rows<double>(int64_t) { return static_cast<int>(kGenericRows); }
 template <>
 int tile_rows<float>(int64_t width) {
   switch (isa_for_width(width)) {
+#if SUPTICKETS_X86
     case Isa::kAvx512: return avx512::tile_rows(width);
     case Isa::kAvx2: return avx2::tile_rows(width);
+#endif
     default: return static_cast<int>(kGenericRows);
   }
 }
@@ -113,8 +117,10 @@ void run_tile<double>(const TileArgs<double>& t, int64_t mr, int64_t width) {
 template <>
 void run_tile<float>(const TileArgs<float>& t, int64_t mr, int64_t width) {
   switch (isa_for_width(width)) {
+#if SUPTICKETS_X86
     case Isa::kAvx512: return avx512::run_tile(t, mr, width);
     case Isa::kAvx2: return avx2::run_tile(t, mr, width);
+#endif
     default: return generic_run(t, mr, width);
   }
 }

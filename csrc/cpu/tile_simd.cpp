@@ -1,7 +1,8 @@
 // float32 SIMD tiles for AVX2+FMA and AVX-512, chosen at run time (no -march flags).
-#include <immintrin.h>
-
 #include "tile.h"
+
+#if SUPTICKETS_X86
+#include <immintrin.h>
 
 namespace suptickets {
 namespace cpu {
@@ -28,3 +29,4 @@ namespace cpu {
 
 }  // namespace cpu
 }  // namespace suptickets
+#endif  // SUPTICKETS_X86
