@@ -32,6 +32,13 @@ constexpr int64_t kReductionChunk = 128;
 // Work units the dvalues reduction aims for (block-row runs x pixel ranges).
 constexpr int64_t kMinReductionUnits = 16;
 
+// Rows per tile when n rows are cut into tiles of at most `tile` rows, as evenly as
+// possible: 16 pixels with 14-row tiles become 8 + 8, not 14 + 2.
+int64_t even_tile(int64_t n, int64_t tile) {
+  const int64_t tiles = (n + tile - 1) / tile;
+  return tiles > 0 ? (n + tiles - 1) / tiles : tile;
+}
+
 struct Tap {
   int64_t ki, kj, cblk;
 };
@@ -177,14 +184,15 @@ void gather_tiles(const GatherPlan<T>& p) {
     t.c_m = p.out_pixel;
     t.accumulate = false;
     t.stream = stream;
-    for (int64_t ow = ow0; ow < ow1; ow += tile) {
+    const int64_t step = even_tile(ow1 - ow0, tile);
+    for (int64_t ow = ow0; ow < ow1; ow += step) {
       t.A = p.in + ((b * p.in_rows + oh * p.SH) * p.in_cols + ow * p.SW) * p.in_pixel;
       for (int64_t o = o0; o < o1; ++o) {
         t.items = p.items.data() + p.ptr[o];
         t.n_items = p.ptr[o + 1] - p.ptr[o];
         t.init = p.bias ? p.bias + o * p.width : nullptr;
         t.C = p.out + (bo * p.Wo + ow) * p.out_pixel + o * p.width;
-        run_tile(t, std::min(tile, ow1 - ow), p.width);
+        run_tile(t, std::min(step, ow1 - ow), p.width);
       }
     }
     if (stream) store_fence();
@@ -204,7 +212,7 @@ void scatter_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, cons
     const int64_t s = col_perm[q];
     items[q] = {rows[s] * gs.stripe, s * g.br * g.bc, g.br};
   }
-  const int64_t tile = tile_rows<T>(g.bc);
+  const int64_t step = even_tile(g.Wo, tile_rows<T>(g.bc));
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < ncb * g.B; ++u) {
     const int64_t b = u % g.B, cblk = u / g.B;
@@ -224,10 +232,10 @@ void scatter_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, cons
       if (t.n_items == 0) continue;
       for (int64_t oh = 0; oh < g.Ho; ++oh) {
         const int64_t h = oh * g.SH + ki * g.DH - g.PH;
-        for (int64_t ow = 0; ow < g.Wo; ow += tile) {
+        for (int64_t ow = 0; ow < g.Wo; ow += step) {
           t.A = gp + gs.offset(b, oh, ow);
           t.C = dst + cblk * ds.stripe + ds.offset(b, h, ow * g.SW + kj * g.DW - g.PW);
-          run_tile(t, std::min(tile, g.Wo - ow), g.bc);
+          run_tile(t, std::min(step, g.Wo - ow), g.bc);
         }
       }
     }
@@ -312,7 +320,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
     std::fill(dvalues, dvalues + nnz * block, T(0));
     return;
   }
-  const int64_t tile = tile_rows<T>(g.bc);
+  const int64_t step = tile_rows<T>(g.bc);  // full tiles first: 14 + 14 + 4 beat 11 + 11 + 10
   // A unit is a run of slots [s0, s1) sharing a block-row, so each chunk of its
   // grad-out stripe is read from cache by all of them, over the pixel chunks
   // [c0, c1). When there are few block-rows, the pixel chunks are split into
@@ -357,10 +365,10 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
       for (int64_t s = unit.s0; s < unit.s1; ++s) {
         t.B = xp + input_offset(g, tap_of(g, cols[s]), xs);
         T* out = base + s * block;
-        for (int64_t i = 0; i < g.br; i += tile) {
+        for (int64_t i = 0; i < g.br; i += step) {
           t.A = a + i;
           t.C = out + i * g.bc;
-          run_tile(t, std::min(tile, g.br - i), g.bc);
+          run_tile(t, std::min(step, g.br - i), g.bc);
         }
       }
     }
