@@ -163,7 +163,9 @@ void forward(const ConvGeometry& g, const Tensor& x, const Strides& xs, const Te
   check_layout(g, values, L);
   check_bias(bias, values, g.Cout);
   if (g.B == 0 || g.Wo == 0) return;
-  const Tensor vt = values.transpose(1, 2).contiguous();
+  // blocks transposed to [nnz][bc][br] for the forward's tiles
+  Tensor vt = scratch(kWeights, values.numel(), values.options()).view({values.size(0), g.bc, g.br});
+  vt.copy_(values.transpose(1, 2));
   const Tensor b = bias.has_value() ? bias->contiguous() : Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "suptickets_forward", [&] {
     const scalar_t* xp = pack<scalar_t>(kInput, x, xs, g.B, g.Cin, g.H, g.W, g.bc, g.PH, g.PW);

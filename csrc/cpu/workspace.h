@@ -9,7 +9,7 @@
 namespace suptickets {
 namespace cpu {
 
-enum ScratchSlot { kInput = 0, kGradOut = 1, kGradInput = 2, kSlots = 3 };
+enum ScratchSlot { kInput = 0, kGradOut = 1, kGradInput = 2, kWeights = 3, kSlots = 4 };
 
 // A fresh tensor (any strides of `memory_format`). Large ones take their memory
 // from the output cache, backed by 2 MB pages; the memory returns to the cache
