@@ -1,5 +1,5 @@
 // Schemas of the suptickets operators: one TORCH_LIBRARY for every backend, whose
-// implementations register themselves per dispatch key (csrc/cpu/bsr_conv.cpp).
+// implementations register themselves per dispatch key (csrc/cpu/*.cpp).
 #include <torch/library.h>
 
 TORCH_LIBRARY(suptickets, m) {
@@ -19,4 +19,12 @@ TORCH_LIBRARY(suptickets, m) {
       "Tensor row_ptr, Tensor col_ptr, Tensor col_perm, int[2] kernel_size, int[2] stride, "
       "int[2] padding, int[2] dilation, bool need_input, bool need_values, bool need_bias) "
       "-> (Tensor, Tensor, Tensor)");
+  // Topology maintenance (csrc/cpu/block_scores.cpp, csrc/cpu/prune_grow.cpp).
+  m.def("block_scores(Tensor values, str kind) -> Tensor");
+  m.def(
+      "grad_scores(Tensor x, Tensor grad_out, int[2] block_size, int[2] kernel_size, int[2] stride, "
+      "int[2] padding, int[2] dilation, str kind) -> Tensor");
+  m.def(
+      "prune_grow(Tensor drop_scores, Tensor grow_scores, Tensor rows, Tensor cols, int k_drop, "
+      "int k_grow) -> (Tensor, Tensor)");
 }

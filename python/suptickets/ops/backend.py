@@ -39,16 +39,24 @@ def check_operands(op: str, x: torch.Tensor, values: torch.Tensor, bias) -> None
 
 
 def choose(x: torch.Tensor, values: torch.Tensor, block_size) -> str:
-    """'cpu' or 'reference' for an op on these operands."""
+    """'cpu' or 'reference' for a product (bsr_linear, bsr_conv2d) on these operands."""
+    return choose_for(x, unit_blocks=tuple(block_size) != (1, 1))
+
+
+def choose_for(*tensors: torch.Tensor, unit_blocks: bool = True) -> str:
+    """'cpu' or 'reference' for an op on ``tensors`` (float CPU tensors run the C++ kernels);
+    ``unit_blocks=False`` sends (1, 1) blocks to the reference."""
     want = requested()
     if want == "reference":
         return "reference"
     reason = None
-    if x.device.type != "cpu":
-        reason = f"tensors are on {x.device}"
-    elif x.dtype not in _KERNEL_DTYPES:
-        reason = f"dtype {x.dtype} (the CPU kernels take float32 and float64)"
-    elif tuple(block_size) == (1, 1):
+    bad_device = next((t.device for t in tensors if t.device.type != "cpu"), None)
+    bad_dtype = next((t.dtype for t in tensors if t.dtype not in _KERNEL_DTYPES), None)
+    if bad_device is not None:
+        reason = f"tensors are on {bad_device}"
+    elif bad_dtype is not None:
+        reason = f"dtype {bad_dtype} (the CPU kernels take float32 and float64)"
+    elif not unit_blocks:
         reason = "block size (1, 1) runs through the reference"
     elif not _extension.available:
         reason = "the C++ extension is not built"

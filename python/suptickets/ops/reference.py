@@ -46,3 +46,61 @@ def bsr_linear(x, values, layout, bias=None):
 def bsr_conv2d(x, values, layout, bias=None, *, kernel_size, stride=1, padding=0, dilation=1):
     """``conv2d(x, W, bias)`` for NCHW ``x`` with the block-sparse weight of ``layout``."""
     return F.conv2d(x, conv_weight(values, layout, kernel_size), bias, stride, padding, dilation)
+
+
+# ---- topology maintenance --------------------------------------------------------------
+
+
+def block_norms(matrix: torch.Tensor, block_size, kind: str = "l1") -> torch.Tensor:
+    """Grid ``[R/br, C/bc]`` of the L1 or L2 norms of the ``(br, bc)`` blocks of a dense ``[R, C]``."""
+    R, C = matrix.shape
+    br, bc = block_size
+    grid = matrix.reshape(R // br, br, C // bc, bc)
+    return grid.abs().sum((1, 3)) if kind == "l1" else grid.square().sum((1, 3)).sqrt()
+
+
+def block_scores(values: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """``[nnz]``: the L1 or L2 norm of each block of ``values[nnz, br, bc]``."""
+    return values.abs().sum((1, 2)) if kind == "l1" else values.square().sum((1, 2)).sqrt()
+
+
+def linear_grad_scores(x, grad_out, block_size, kind: str = "l1") -> torch.Tensor:
+    """Block norms of the dense weight gradient ``dW = dY^T X`` of a linear layer (``x[..., C]``,
+    ``grad_out[..., R]``)."""
+    dw = grad_out.reshape(-1, grad_out.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+    return block_norms(dw, block_size, kind)
+
+
+def conv2d_grad_scores(x, grad_out, block_size, *, kernel_size, stride=1, padding=0, dilation=1,
+                       kind: str = "l1") -> torch.Tensor:
+    """Block norms of the dense conv weight gradient, in the 2-D view ``[out, kh*kw*in]``."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    shape = (grad_out.shape[1], x.shape[1], kh, kw)
+    dw = torch.nn.grad.conv2d_weight(x, shape, grad_out, stride, padding, dilation)
+    return block_norms(dw.permute(0, 2, 3, 1).reshape(shape[0], -1), block_size, kind)
+
+
+def _check_finite(scores: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(scores).all():
+        raise ValueError(f"{what} contain NaN or inf")
+
+
+def prune_grow(drop_scores, grow_scores, rows, cols, k_drop: int, k_grow: int):
+    """``(drop, grow)``: the ``k_drop`` slots of lowest ``drop_scores[nnz]`` and the ``k_grow`` blocks
+    (flat ids ``r * gc + c`` of the grid ``grow_scores[gr, gc]``) of highest score among those not
+    active once ``drop`` is out; ties go to the lower index. Both int64, ascending."""
+    _check_finite(drop_scores, "drop scores")
+    drop = torch.sort(drop_scores, stable=True).indices[:k_drop].sort().values
+    if k_grow == 0:
+        return drop, torch.zeros(0, dtype=torch.long, device=drop_scores.device)
+    _check_finite(grow_scores, "grow scores")
+    gc = grow_scores.shape[1]
+    active = torch.zeros(grow_scores.numel(), dtype=torch.bool, device=grow_scores.device)
+    ids = rows.long() * gc + cols.long()
+    active[ids] = True
+    active[ids[drop]] = False
+    candidates = (~active).nonzero().squeeze(1)
+    if k_grow > candidates.numel():
+        raise ValueError(f"cannot select {k_grow} of {candidates.numel()} candidate grow scores")
+    order = torch.sort(grow_scores.flatten()[candidates], descending=True, stable=True).indices
+    return drop, candidates[order[:k_grow]].sort().values

@@ -1,0 +1,73 @@
+// CPU implementation of suptickets::prune_grow: the k_drop weakest active slots and the
+// k_grow strongest blocks that are inactive once those are dropped, by radix selection.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include "select.h"
+
+namespace suptickets {
+namespace cpu {
+namespace {
+
+using at::Tensor;
+
+Tensor to_index_tensor(const std::vector<int64_t>& v) {
+  Tensor out = at::empty({int64_t(v.size())}, at::kLong);
+  std::copy(v.begin(), v.end(), out.data_ptr<int64_t>());
+  return out;
+}
+
+void check_scores(const Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), "suptickets::prune_grow: ", name, " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "suptickets::prune_grow: ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+}
+
+std::tuple<Tensor, Tensor> prune_grow(const Tensor& drop_scores, const Tensor& grow_scores, const Tensor& rows,
+                                      const Tensor& cols, int64_t k_drop, int64_t k_grow) {
+  check_scores(drop_scores, "drop_scores");
+  TORCH_CHECK(drop_scores.dim() == 1, "suptickets::prune_grow: drop_scores must be 1-D [nnz], got shape ",
+              drop_scores.sizes());
+  const int64_t nnz = drop_scores.numel();
+  TORCH_CHECK(k_drop >= 0 && k_drop <= nnz, "suptickets::prune_grow: k_drop must be in [0, ", nnz, "], got ", k_drop);
+  TORCH_CHECK(k_grow >= 0, "suptickets::prune_grow: k_grow must be >= 0, got ", k_grow);
+  const Tensor ds = drop_scores.contiguous();
+  std::vector<int64_t> drop;
+  AT_DISPATCH_FLOATING_TYPES(ds.scalar_type(), "prune_grow", [&] {
+    drop = select_k(ds.data_ptr<scalar_t>(), nnz, k_drop, false, nullptr, "drop scores");
+  });
+  if (k_grow == 0) return {to_index_tensor(drop), at::empty({0}, at::kLong)};
+
+  check_scores(grow_scores, "grow_scores");
+  TORCH_CHECK(grow_scores.dim() == 2, "suptickets::prune_grow: grow_scores must be the 2-D block grid, got shape ",
+              grow_scores.sizes());
+  for (const Tensor* t : {&rows, &cols})
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kInt && t->dim() == 1 && t->numel() == nnz,
+                "suptickets::prune_grow: rows and cols must be 1-D int32 CPU tensors with one entry per drop score (",
+                nnz, "), got ", t->scalar_type(), " of shape ", t->sizes());
+  const int64_t gr = grow_scores.size(0), gc = grow_scores.size(1);
+  std::vector<uint8_t> active(gr * gc, 0);
+  const Tensor rc = rows.contiguous(), cc = cols.contiguous();
+  const int32_t* r = rc.data_ptr<int32_t>();
+  const int32_t* c = cc.data_ptr<int32_t>();
+  for (int64_t s = 0; s < nnz; ++s) {
+    TORCH_CHECK(r[s] >= 0 && r[s] < gr && c[s] >= 0 && c[s] < gc, "suptickets::prune_grow: slot ", s, " block (",
+                r[s], ", ", c[s], ") lies outside the ", gr, " x ", gc, " grid of grow_scores");
+    active[int64_t(r[s]) * gc + c[s]] = 1;
+  }
+  for (int64_t s : drop) active[int64_t(r[s]) * gc + c[s]] = 0;
+  const Tensor gs = grow_scores.contiguous();
+  std::vector<int64_t> grow;
+  AT_DISPATCH_FLOATING_TYPES(gs.scalar_type(), "prune_grow", [&] {
+    grow = select_k(gs.data_ptr<scalar_t>(), gr * gc, k_grow, true, active.data(), "grow scores");
+  });
+  return {to_index_tensor(drop), to_index_tensor(grow)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(suptickets, CPU, m) { m.impl("prune_grow", &prune_grow); }
+
+}  // namespace cpu
+}  // namespace suptickets
