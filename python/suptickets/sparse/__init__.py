@@ -5,6 +5,7 @@ from .distribution import layer_densities
 from .layout import BlockLayout
 from .linear import SparseLinear
 from .module import BlockSparseWeight
+from .repack import repack
 
 __all__ = ["BlockLayout", "SparseLinear", "SparseConv2d", "BlockSparseWeight", "sparsify", "densify",
-           "sparsity_table", "SparsityTable", "LayerRow", "layer_densities"]
+           "sparsity_table", "SparsityTable", "LayerRow", "layer_densities", "repack"]

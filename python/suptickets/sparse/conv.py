@@ -87,7 +87,14 @@ class SparseConv2d(BlockSparseWeight):
             x = x.unsqueeze(0)
         y = ops.bsr_conv2d(x, self.values, self.layout, self.bias, kernel_size=self.kernel_size,
                            stride=self.stride, padding=self.padding, dilation=self.dilation)
+        self._capture(x, y)
         return y.squeeze(0) if unbatched else y
+
+    def _grad_scores(self, inputs, grads, kind):
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
+        g = grads[0] if len(grads) == 1 else torch.cat(grads)
+        return ops.conv2d_grad_scores(x, g, self.block_size, kernel_size=self.kernel_size, stride=self.stride,
+                                      padding=self.padding, dilation=self.dilation, kind=kind)
 
     def weight4d(self) -> torch.Tensor:
         """The dense ``[out, in, kh, kw]`` weight (for conversion and tests)."""

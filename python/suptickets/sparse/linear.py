@@ -41,7 +41,14 @@ class SparseLinear(BlockSparseWeight):
                           device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.bsr_linear(x, self.values, self.layout, self.bias)
+        y = ops.bsr_linear(x, self.values, self.layout, self.bias)
+        self._capture(x, y)
+        return y
+
+    def _grad_scores(self, inputs, grads, kind):
+        x = torch.cat([t.reshape(-1, self.in_features) for t in inputs])
+        g = torch.cat([t.reshape(-1, self.out_features) for t in grads])
+        return ops.linear_grad_scores(x, g, self.block_size, kind)
 
     @classmethod
     def from_dense(cls, module: nn.Linear, *, density=None, mask=None, block_size=(32, 32)) -> "SparseLinear":

@@ -3,7 +3,9 @@
 
 State dict: ``values``, ``layout_rows``, ``layout_cols`` (and ``bias``). The other index
 tensors are derived (non-persistent buffers), rebuilt on load; loading a state dict whose
-``nnz`` differs from the module's resizes ``values`` in place of the usual shape error.
+``nnz`` differs from the module's gives the module a new ``values`` parameter of that size
+in place of the usual shape error (build the optimizer after loading, or let
+``SparseTraining.load_state_dict`` do the loading).
 """
 from __future__ import annotations
 
@@ -130,8 +132,11 @@ class BlockSparseWeight(nn.Module):
         return self.nnz / ((R // self.block_size[0]) * (C // self.block_size[1]))
 
     def set_layout(self, layout: BlockLayout, values: torch.Tensor | None = None) -> None:
-        """Installs a new topology. With ``values`` (``[layout.nnz, br, bc]``) the parameter is
-        re-packed in place (same ``nn.Parameter`` object); without, ``nnz`` must not change."""
+        """Installs a new topology. With ``values`` (``[layout.nnz, br, bc]``) the parameter
+        takes them: in place (same ``nn.Parameter`` object) when ``nnz`` is unchanged, as a new
+        ``nn.Parameter`` when it changes (autograd keeps the shape a parameter had; an
+        optimizer holding the old one must be pointed to the new one, as
+        :func:`suptickets.sparse.repack` does). Without ``values``, ``nnz`` must not change."""
         if layout.shape != self.weight_shape2d or layout.block_size != self.block_size:
             raise ValueError(
                 f"layout {layout.shape}/{layout.block_size} does not fit this layer "
@@ -144,9 +149,44 @@ class BlockSparseWeight(nn.Module):
             expected = (layout.nnz, *self.block_size)
             if tuple(values.shape) != expected:
                 raise ValueError(f"values must have shape {expected}, got {tuple(values.shape)}")
-            with torch.no_grad():
-                self.values.data = values.to(device=self.values.device, dtype=self.values.dtype).contiguous()
+            values = values.detach().to(device=self.values.device, dtype=self.values.dtype).contiguous()
+            if values.shape == self.values.shape:
+                with torch.no_grad():
+                    self.values.copy_(values)
+            else:
+                self.values = nn.Parameter(values, requires_grad=self.values.requires_grad)
         self._write_layout(layout)
+
+    # ---- inputs and output gradients for the fused gradient score -----------------
+
+    def capture_gradients(self, enabled: bool = True) -> None:
+        """Arms (or disarms) keeping this layer's input and output gradient from the next
+        forward and backward passes, which :meth:`gradient_scores` reads. Either way, what
+        was kept before is released. Training methods arm it only for update steps."""
+        self._capture_enabled = bool(enabled)
+        self._captured_inputs: list[torch.Tensor] = []
+        self._captured_grads: list[torch.Tensor] = []
+
+    def _capture(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        if not getattr(self, "_capture_enabled", False) or not (torch.is_grad_enabled() and out.requires_grad):
+            return
+        grads = self._captured_grads
+        self._captured_inputs.append(x.detach())
+        out.register_hook(lambda g: grads.append(g.detach()))
+
+    def gradient_scores(self, kind: str = "l1") -> torch.Tensor:
+        """``[R/br, C/bc]`` norms of the blocks of the dense weight gradient of the captured
+        passes (every block, active or not), computed without a dense ``[R, C]`` tensor."""
+        xs, gs = getattr(self, "_captured_inputs", []), getattr(self, "_captured_grads", [])
+        if not xs or len(xs) != len(gs):
+            raise RuntimeError(
+                "gradient_scores needs a captured forward and backward: call capture_gradients() before them "
+                f"(captured {len(xs)} inputs and {len(gs)} output gradients)"
+            )
+        return self._grad_scores(xs, gs, kind)
+
+    def _grad_scores(self, inputs: list, grads: list, kind: str) -> torch.Tensor:
+        raise NotImplementedError
 
     def weight2d(self) -> torch.Tensor:
         """The dense ``[R, C]`` weight (dense-sized: for conversion and tests, not for training)."""
@@ -168,7 +208,7 @@ class BlockSparseWeight(nn.Module):
                         f"{(layout.nnz, *self.block_size)}"
                     )
                     return
-                self.values.data = self.values.new_empty(values.shape)
+                self.values = nn.Parameter(self.values.new_empty(values.shape), self.values.requires_grad)
             self._write_layout(layout)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
 

@@ -1,0 +1,166 @@
+"""The mechanics of a topology update, written once for every method: block scores ->
+selection (``ops.prune_grow``) -> new layout (``BlockLayout.replace_blocks``) -> re-pack of
+values and optimizer state (``sparse.repack``). Methods only say when and how much."""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .. import ops
+from ..sparse import BlockSparseWeight, repack
+
+log = logging.getLogger("suptickets")
+
+GROWTH = ("gradient", "random")
+
+
+@dataclass
+class LayerUpdate:
+    """What one topology change did to one layer (counts in blocks)."""
+    step: int
+    layer: str
+    event: str      # "prune-regrow", "prune" (global magnitude pruning), "snip", "densify"
+    pruned: int
+    grown: int
+    nnz: int        # active blocks after the change
+    density: float  # active fraction after the change
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Topology:
+    """The sparse layers of a model and what changes their topology.
+
+    Args:
+        model: a model with ``SparseLinear``/``SparseConv2d`` layers.
+        optimizer: the optimizer that holds every layer's ``values`` (its state is re-packed).
+        generator: the CPU generator of random growth and fresh initialisation.
+        score: "l1" or "l2", the block norm of magnitude and gradient scores.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+                 score: str = "l1"):
+        self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, BlockSparseWeight)]
+        if not self.layers:
+            raise ValueError("the model has no SparseLinear/SparseConv2d layer: call st.sparsify(model, ...) first")
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        missing = [n for n, m in self.layers if id(m.values) not in owned]
+        if missing:
+            raise ValueError(f"the optimizer does not hold the values of {', '.join(missing)}: build it from "
+                             "model.parameters() after sparsify")
+        self.optimizer = optimizer
+        self.generator = generator
+        self.score = score
+
+    # ---- what the layers hold -------------------------------------------------------
+
+    @staticmethod
+    def block_area(layer: BlockSparseWeight) -> int:
+        return layer.block_size[0] * layer.block_size[1]
+
+    def active_weights(self) -> int:
+        return sum(m.nnz * self.block_area(m) for _, m in self.layers)
+
+    def total_weights(self) -> int:
+        return sum(m.weight_shape2d[0] * m.weight_shape2d[1] for _, m in self.layers)
+
+    def density(self) -> float:
+        """Active fraction of the sparse layers' weights."""
+        return self.active_weights() / self.total_weights()
+
+    def capture_gradients(self, enabled: bool) -> None:
+        for _, m in self.layers:
+            m.capture_gradients(enabled)
+
+    # ---- scores ------------------------------------------------------------------------
+
+    def magnitude(self, layer: BlockSparseWeight) -> torch.Tensor:
+        return ops.block_scores(layer.values.detach(), self.score)
+
+    def grow_scores(self, layer: BlockSparseWeight, growth: str) -> torch.Tensor:
+        """Score of every block of the grid: the fused gradient score, or uniform noise."""
+        if growth == "gradient":
+            return layer.gradient_scores(self.score)
+        noise = torch.rand(layer.layout.grid, generator=self.generator, dtype=torch.float64)
+        return noise.to(layer.values.device)
+
+    # ---- changes -------------------------------------------------------------------------
+
+    def _record(self, step, name, layer, event, pruned, grown) -> LayerUpdate:
+        rec = LayerUpdate(step, name, event, int(pruned), int(grown), layer.nnz, layer.density)
+        log.info("step %d %s %s: -%d +%d blocks, nnz %d (density %.4f)", step, event, name, rec.pruned, rec.grown,
+                 rec.nnz, rec.density)
+        return rec
+
+    def prune_regrow(self, step: int, name: str, layer: BlockSparseWeight, k: int, growth: str) -> LayerUpdate:
+        """Drops the ``k`` lowest-magnitude blocks of ``layer`` and grows ``k`` by ``growth``
+        ("gradient" or "random"); grown blocks and their optimizer state start at zero."""
+        k = min(int(k), layer.nnz)
+        if k > 0:
+            layout = layer.layout
+            drop, grow = ops.prune_grow(self.magnitude(layer), self.grow_scores(layer, growth), layout, k)
+            new_layout, src = layout.replace_blocks(drop, grow)
+            repack(layer, new_layout, src, self.optimizer)
+        return self._record(step, name, layer, "prune-regrow", k, k)
+
+    def keep_global(self, step: int, scores: list[torch.Tensor], keep_weights: int, event: str) -> list[LayerUpdate]:
+        """Keeps the blocks of highest score per weight across all layers, ``keep_weights``
+        weights in total (in whole blocks), at least one block per layer; drops the rest."""
+        drops = select_global(scores, [self.block_area(m) for _, m in self.layers], keep_weights)
+        records = []
+        for (name, layer), drop in zip(self.layers, drops):
+            if drop.numel():
+                new_layout, src = layer.layout.replace_blocks(drop.to(layer.layout.device))
+                repack(layer, new_layout, src, self.optimizer)
+            records.append(self._record(step, name, layer, event, drop.numel(), 0))
+        return records
+
+    def densify(self, step: int) -> list[LayerUpdate]:
+        """Makes every layer fully dense: active blocks keep their values, the others are drawn
+        from the layer's initial distribution ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
+        records = []
+        for name, layer in self.layers:
+            before = layer.nnz
+            layout = layer.layout
+            grow = (~layout.mask().flatten()).nonzero().squeeze(1)
+            new_layout, src = layout.replace_blocks(grow=grow)
+            repack(layer, new_layout, src, self.optimizer)
+            bound = 1.0 / math.sqrt(layer.weight_shape2d[1])
+            fresh = torch.rand((int((src < 0).sum()), *layer.block_size), generator=self.generator,
+                               dtype=torch.float64)
+            with torch.no_grad():
+                layer.values[src.to(layer.values.device) < 0] = ((fresh * 2 - 1) * bound).to(layer.values)
+            records.append(self._record(step, name, layer, "densify", 0, layer.nnz - before))
+        return records
+
+
+def select_global(scores: list[torch.Tensor], areas: list[int], keep_weights: int) -> list[torch.Tensor]:
+    """Slots to drop per layer so that the blocks kept, ranked by score per weight across
+    layers (ties: earlier layer, lower slot), hold ``keep_weights`` weights; each layer keeps
+    at least its best block. Equal block areas select exactly ``round(keep_weights/area)``
+    blocks with the radix selection of ``ops.prune_grow``; mixed areas fill greedily."""
+    per_weight = [s.detach().double().cpu() / a for s, a in zip(scores, areas)]
+    sizes = [s.numel() for s in per_weight]
+    flat = torch.cat(per_weight)
+    big = torch.finfo(torch.float64).max
+    offset = 0
+    for n in sizes:  # each layer's best block is kept
+        if n:
+            flat[offset + int(torch.argmax(flat[offset:offset + n]))] = big
+        offset += n
+    if len(set(areas)) == 1:
+        keep = min(len(flat), max(sum(1 for n in sizes if n), round(keep_weights / areas[0])))
+        drop = ops.prune_grow(flat, None, None, len(flat) - keep)[0]
+        dropped = torch.zeros(len(flat), dtype=torch.bool)
+        dropped[drop] = True
+    else:
+        area = torch.cat([torch.full((n,), a, dtype=torch.long) for n, a in zip(sizes, areas)])
+        order = torch.sort(flat, descending=True, stable=True).indices
+        kept = (area[order].cumsum(0) <= keep_weights) | (flat[order] == big)
+        dropped = torch.ones(len(flat), dtype=torch.bool)
+        dropped[order[kept]] = False
+    return [d.nonzero().squeeze(1) for d in dropped.split(sizes)]

@@ -1,0 +1,126 @@
+"""``SparseTraining``: runs a sparse-training method alongside the user's optimizer.
+
+    sparse = st.SparseTraining(model, optimizer, method=st.RigL(), total_steps=T)
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y); optimizer.zero_grad(); loss.backward()
+        sparse.step()                    # optimizer step + topology maintenance
+"""
+from __future__ import annotations
+
+import torch
+
+from ..sparse import sparsity_table
+from ..sparse.repack import swap_parameter
+from .base import Method
+from .schedule import check_choice, check_steps
+from .topology import LayerUpdate, Topology
+
+_STATE_VERSION = 1
+
+
+class SparseTraining:
+    """Optimizer steps plus the topology updates of ``method`` on the sparse layers of ``model``.
+
+    Args:
+        model: a model with ``SparseLinear``/``SparseConv2d`` layers (see ``st.sparsify``).
+        optimizer: any ``torch.optim`` optimizer over the model's parameters. Its state for
+            a layer's ``values`` (momentum, Adam moments) is re-packed with each topology
+            change; grown blocks start with zero weights and zero state.
+        method: ``Static()``, ``SNIP()``, ``SET(...)``, ``RigL(...)`` or ``GraNet(...)``.
+        total_steps: optimizer steps of the whole run (``step()`` calls); schedules refer to it.
+        sup_tickets: the Sup-tickets booster (not available yet: must be ``None``).
+        seed: seed of the generator for random growth and fresh initialisation (default:
+            drawn from torch's global RNG, so ``torch.manual_seed`` fixes it).
+        score: "l1" or "l2": the block norm used for magnitude and gradient scores.
+
+    ``step()`` is the only call in the loop. ``state_dict()`` holds everything a resume
+    needs (model, optimizer, layouts, method state, generator, step count, history):
+    ``load_state_dict`` of it continues exactly as the uninterrupted run would on CPU.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, method: Method, total_steps: int,
+                 *, sup_tickets=None, seed: int | None = None, score: str = "l1"):
+        if not isinstance(method, Method):
+            raise TypeError(f"method must be a suptickets method (Static, SNIP, SET, RigL, GraNet), got {method!r}")
+        if sup_tickets is not None:
+            raise NotImplementedError("the Sup-tickets booster is not available yet; pass sup_tickets=None")
+        check_choice(score, "score", ("l1", "l2"))
+        self.model = model
+        self.optimizer = optimizer
+        self.method = method
+        self.total_steps = check_steps(total_steps, "total_steps")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.topology = Topology(model, optimizer, self.generator, score)
+        method.bind(self.total_steps)
+        self.step_count = 0
+        self.history: list[LayerUpdate] = list(method.setup(self.topology))
+        self._arm()
+
+    # ---- the training loop ---------------------------------------------------------
+
+    def step(self, closure=None):
+        """One optimizer step (``optimizer.step(closure)``), then the method's topology update
+        when this step calls for one. Returns what ``optimizer.step`` returned."""
+        t = self.step_count + 1
+        if self.method.scores_instead(t):
+            self.method.score(t, self.topology)
+            result = None
+        else:
+            result = self.optimizer.step() if closure is None else self.optimizer.step(closure)
+        self.history += self.method.update(t, self.topology)
+        self.step_count = t
+        self._arm()
+        return result
+
+    def _arm(self) -> None:
+        """Layers keep inputs and output gradients only during steps whose update reads them."""
+        self.topology.capture_gradients(self.method.needs_gradient(self.step_count + 1))
+
+    # ---- reporting -------------------------------------------------------------------
+
+    def densities(self):
+        """Per-layer table (``SparsityTable``: name, shape, block, density, nnz) of the model now."""
+        return sparsity_table(self.model)
+
+    @property
+    def density(self) -> float:
+        """Active fraction of the sparse layers' weights."""
+        return self.topology.density()
+
+    # ---- checkpoints -----------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "version": _STATE_VERSION,
+            "method": type(self.method).__name__,
+            "step": self.step_count,
+            "total_steps": self.total_steps,
+            "generator": self.generator.get_state(),
+            "method_state": self.method.state_dict(),
+            "history": [r.as_dict() for r in self.history],
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores a ``state_dict()``: model (layouts and values, whatever their ``nnz``),
+        optimizer, method state, generator and step count."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"unsupported SparseTraining state version {state.get('version')!r}")
+        if state["method"] != type(self.method).__name__:
+            raise ValueError(f"the state is of a {state['method']} run, this run uses {type(self.method).__name__}")
+        if state["total_steps"] != self.total_steps:
+            raise ValueError(f"the state is of a run of {state['total_steps']} steps, this one has {self.total_steps}")
+        before = [(layer, layer.values) for _, layer in self.topology.layers]
+        self.model.load_state_dict(state["model"])
+        for layer, old in before:  # a layer whose nnz differs got a new parameter
+            if layer.values is not old:
+                swap_parameter(self.optimizer, old, layer.values)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.method.load_state_dict(state["method_state"])
+        self.history = [LayerUpdate(**r) for r in state["history"]]
+        self.step_count = int(state["step"])
+        self._arm()
