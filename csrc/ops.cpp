@@ -27,4 +27,7 @@ TORCH_LIBRARY(suptickets, m) {
   m.def(
       "prune_grow(Tensor drop_scores, Tensor grow_scores, Tensor rows, Tensor cols, int k_drop, "
       "int k_grow) -> (Tensor, Tensor)");
+  // BlockLayout's index arithmetic (csrc/cpu/layout_index.cpp).
+  m.def("layout_index(Tensor rows, Tensor cols, int grid_rows, int grid_cols) -> (Tensor, Tensor, Tensor)");
+  m.def("merge_blocks(Tensor rows, Tensor cols, Tensor drop, Tensor grow, int grid_cols) -> (Tensor, Tensor, Tensor)");
 }

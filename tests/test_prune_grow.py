@@ -185,3 +185,31 @@ def test_replace_blocks_errors():
         layout.replace_blocks(grow=free.flip(0))
     with pytest.raises(ValueError, match="repeat"):
         layout.replace_blocks(drop=torch.tensor([1, 1]))
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_layout_index_and_merge_kernels_match_reference(topology):
+    layout = make_layout((96, 80), (4, 4), topology, seed=7)
+    for got, ref in zip(st.ops.layout_index(layout.rows, layout.cols, layout.grid),
+                        reference.layout_index(layout.rows, layout.cols, layout.grid)):
+        assert got.dtype == torch.int32 and torch.equal(got, ref)
+    drop, grow = st.ops.prune_grow(torch.rand(layout.nnz), torch.rand(layout.grid), layout, layout.nnz // 2)
+    free = (~layout.mask().flatten()).nonzero().squeeze(1)[::2]
+    for d, g in ((drop, grow), (drop, grow[:0]), (drop[:0], free)):
+        got = st.ops.merge_blocks(layout.rows, layout.cols, d, g, layout.grid[1])
+        ref = reference.merge_blocks(layout.rows, layout.cols, d, g, layout.grid[1])
+        for a, b in zip(got, ref):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("merge", [st.ops.merge_blocks, reference.merge_blocks], ids=["kernel", "reference"])
+def test_merge_blocks_errors(merge):
+    layout = make_layout((32, 32), (4, 4), "half")
+    rows, cols, gc = layout.rows, layout.cols, layout.grid[1]
+    none = torch.zeros(0, dtype=torch.long)
+    with pytest.raises(ValueError, match="already active"):
+        merge(rows, cols, none, layout.block_ids()[:1], gc)
+    with pytest.raises(ValueError, match="must lie in"):
+        merge(rows, cols, torch.tensor([layout.nnz]), none, gc)
+    with pytest.raises(ValueError, match="ascending"):
+        merge(rows, cols, torch.tensor([2, 1]), none, gc)

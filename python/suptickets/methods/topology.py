@@ -96,13 +96,17 @@ class Topology:
                  rec.nnz, rec.density)
         return rec
 
-    def prune_regrow(self, step: int, name: str, layer: BlockSparseWeight, k: int, growth: str) -> LayerUpdate:
+    def prune_regrow(self, step: int, name: str, layer: BlockSparseWeight, k: int, growth: str,
+                     grow_scores: torch.Tensor | None = None) -> LayerUpdate:
         """Drops the ``k`` lowest-magnitude blocks of ``layer`` and grows ``k`` by ``growth``
-        ("gradient" or "random"); grown blocks and their optimizer state start at zero."""
+        ("gradient" or "random"), or by the given ``grow_scores`` grid; grown blocks and their
+        optimizer state start at zero."""
         k = min(int(k), layer.nnz)
         if k > 0:
             layout = layer.layout
-            drop, grow = ops.prune_grow(self.magnitude(layer), self.grow_scores(layer, growth), layout, k)
+            if grow_scores is None:
+                grow_scores = self.grow_scores(layer, growth)
+            drop, grow = ops.prune_grow(self.magnitude(layer), grow_scores, layout, k)
             new_layout, src = layout.replace_blocks(drop, grow)
             repack(layer, new_layout, src, self.optimizer)
         return self._record(step, name, layer, "prune-regrow", k, k)

@@ -104,3 +104,43 @@ def prune_grow(drop_scores, grow_scores, rows, cols, k_drop: int, k_grow: int):
         raise ValueError(f"cannot select {k_grow} of {candidates.numel()} candidate grow scores")
     order = torch.sort(grow_scores.flatten()[candidates], descending=True, stable=True).indices
     return drop, candidates[order[:k_grow]].sort().values
+
+
+# ---- layout index arithmetic -----------------------------------------------------------
+
+
+def layout_index(rows, cols, grid):
+    """``(row_ptr, col_ptr, col_perm)`` (int32) of row-major slots ``rows``/``cols`` in a ``grid``."""
+    rows64, cols64 = rows.long(), cols.long()
+    zero = torch.zeros(1, dtype=torch.int64, device=rows.device)
+    row_ptr = torch.cat([zero, torch.bincount(rows64, minlength=grid[0]).cumsum(0)]).to(torch.int32)
+    col_ptr = torch.cat([zero, torch.bincount(cols64, minlength=grid[1]).cumsum(0)]).to(torch.int32)
+    col_perm = torch.sort(cols64, stable=True).indices.to(torch.int32)  # row order kept within a column
+    return row_ptr, col_ptr, col_perm
+
+
+def merge_blocks(rows, cols, drop, grow, grid_cols: int):
+    """Row-major slots without slots ``drop`` and with blocks ``grow`` (flat ids, both ascending):
+    new ``rows``, ``cols`` (int32) and ``src`` (int64: old slot, or -1 for a grown block)."""
+    device, nnz = rows.device, rows.numel()
+    if drop.numel() and (drop.min() < 0 or drop.max() >= nnz):
+        raise ValueError(f"drop slots must lie in [0, {nnz})")
+    if (drop[1:] <= drop[:-1]).any():
+        raise ValueError("drop slots must be ascending and must not repeat")
+    if (grow[1:] <= grow[:-1]).any():
+        raise ValueError("grow blocks must be ascending without repeats")
+    keep = torch.ones(nnz, dtype=torch.bool, device=device)
+    keep[drop] = False
+    ids = rows.long() * grid_cols + cols.long()
+    kept_ids, kept_src = ids[keep], keep.nonzero().squeeze(1)
+    at = torch.searchsorted(kept_ids, grow)
+    hit = at < kept_ids.numel()
+    if hit.any() and (kept_ids[at[hit]] == grow[hit]).any():
+        raise ValueError("a grow block is already active")
+    pos_kept = torch.arange(kept_ids.numel(), device=device) + torch.searchsorted(grow, kept_ids)
+    pos_grow = torch.arange(grow.numel(), device=device) + at
+    new_ids = torch.empty(kept_ids.numel() + grow.numel(), dtype=torch.long, device=device)
+    new_ids[pos_kept], new_ids[pos_grow] = kept_ids, grow
+    src = torch.full((new_ids.numel(),), -1, dtype=torch.long, device=device)
+    src[pos_kept] = kept_src
+    return (new_ids // grid_cols).to(torch.int32), (new_ids % grid_cols).to(torch.int32), src

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import ops
+
 
 def _as_pair(value, name: str) -> tuple[int, int]:
     if isinstance(value, int):
@@ -68,18 +70,11 @@ class BlockLayout:
     def _init(self, shape, block_size, rows64, cols64):
         object.__setattr__(self, "_frozen", False)
         grid = (shape[0] // block_size[0], shape[1] // block_size[1])
-        device = rows64.device
         self.shape = shape
         self.block_size = block_size
         self.rows = rows64.to(torch.int32)
         self.cols = cols64.to(torch.int32)
-        counts_r = torch.bincount(rows64, minlength=grid[0])
-        counts_c = torch.bincount(cols64, minlength=grid[1])
-        zero = torch.zeros(1, dtype=torch.int64, device=device)
-        self.row_ptr = torch.cat([zero, counts_r.cumsum(0)]).to(torch.int32)
-        self.col_ptr = torch.cat([zero, counts_c.cumsum(0)]).to(torch.int32)
-        # Stable sort by column keeps row order inside each column.
-        self.col_perm = torch.sort(cols64, stable=True).indices.to(torch.int32)
+        self.row_ptr, self.col_ptr, self.col_perm = ops.layout_index(self.rows, self.cols, grid)
         self._frozen = True
 
     def __setattr__(self, name, value):
@@ -126,10 +121,10 @@ class BlockLayout:
         return cls.from_mask(torch.ones(grid, dtype=torch.bool), block_size, shape)
 
     @classmethod
-    def _trusted(cls, shape, block_size, rows64, cols64) -> "BlockLayout":
+    def _trusted(cls, shape, block_size, rows, cols) -> "BlockLayout":
         """A layout of coordinates known to be valid and row-major (skips the checks)."""
         out = object.__new__(cls)
-        out._init(tuple(shape), tuple(block_size), rows64, cols64)
+        out._init(tuple(shape), tuple(block_size), rows, cols)
         return out
 
     # ---- topology changes -----------------------------------------------------------
@@ -140,7 +135,8 @@ class BlockLayout:
 
     def replace_blocks(self, drop=None, grow=None) -> tuple["BlockLayout", torch.Tensor]:
         """The layout without the slots ``drop`` and with the blocks ``grow`` (flat block ids,
-        none of them active once ``drop`` is out). A grown block may be one just dropped.
+        none of them active once ``drop`` is out; both ascending, as ``ops.prune_grow``
+        returns them). A grown block may be one just dropped.
 
         Returns ``(layout, src)``: ``src[s]`` is the old slot whose values new slot ``s``
         keeps, or -1 where ``s`` is a grown block (int64, on this layout's device). This is
@@ -148,39 +144,13 @@ class BlockLayout:
         ``src`` to values and optimizer state.
         """
         device = self.device
-        nnz = self.nnz
-        drop = torch.zeros(0, dtype=torch.long, device=device) if drop is None else torch.as_tensor(drop, device=device).long()
-        grow = torch.zeros(0, dtype=torch.long, device=device) if grow is None else torch.as_tensor(grow, device=device).long()
-        keep = torch.ones(nnz, dtype=torch.bool, device=device)
-        if drop.numel():
-            if drop.min() < 0 or drop.max() >= nnz:
-                raise ValueError(f"drop slots must lie in [0, {nnz})")
-            keep[drop] = False
-            if int(keep.sum()) != nnz - drop.numel():
-                raise ValueError("drop slots must not repeat")
-        ids = self.block_ids()
-        kept_ids = ids[keep]
-        kept_src = keep.nonzero().squeeze(1)
-        if grow.numel():
-            grow = grow.reshape(-1)
-            if grow.min() < 0 or grow.max() >= self.num_blocks:
-                raise ValueError(f"grow blocks must lie in [0, {self.num_blocks})")
-            if (grow[1:] <= grow[:-1]).any():
-                raise ValueError("grow blocks must be ascending without repeats")
-            at = torch.searchsorted(kept_ids, grow)
-            hit = at < kept_ids.numel()
-            if hit.any() and (kept_ids[at[hit]] == grow[hit]).any():
-                raise ValueError("a grow block is already active")
-        n_new = kept_ids.numel() + grow.numel()
-        pos_kept = torch.arange(kept_ids.numel(), device=device) + torch.searchsorted(grow, kept_ids)
-        pos_grow = torch.arange(grow.numel(), device=device) + torch.searchsorted(kept_ids, grow)
-        new_ids = torch.empty(n_new, dtype=torch.long, device=device)
-        new_ids[pos_kept] = kept_ids
-        new_ids[pos_grow] = grow
-        src = torch.full((n_new,), -1, dtype=torch.long, device=device)
-        src[pos_kept] = kept_src
-        gc = self.grid[1]
-        return BlockLayout._trusted(self.shape, self.block_size, new_ids // gc, new_ids % gc), src
+        none = torch.zeros(0, dtype=torch.long, device=device)
+        drop = none if drop is None else torch.as_tensor(drop, device=device).long().reshape(-1)
+        grow = none if grow is None else torch.as_tensor(grow, device=device).long().reshape(-1)
+        if grow.numel() and (grow.min() < 0 or grow.max() >= self.num_blocks):
+            raise ValueError(f"grow blocks must lie in [0, {self.num_blocks})")
+        rows, cols, src = ops.merge_blocks(self.rows, self.cols, drop, grow, self.grid[1])
+        return BlockLayout._trusted(self.shape, self.block_size, rows, cols), src
 
     # ---- properties ---------------------------------------------------------------
 
