@@ -30,4 +30,5 @@ TORCH_LIBRARY(suptickets, m) {
   // BlockLayout's index arithmetic (csrc/cpu/layout_index.cpp).
   m.def("layout_index(Tensor rows, Tensor cols, int grid_rows, int grid_cols) -> (Tensor, Tensor, Tensor)");
   m.def("merge_blocks(Tensor rows, Tensor cols, Tensor drop, Tensor grow, int grid_cols) -> (Tensor, Tensor, Tensor)");
+  m.def("gather_slots(Tensor t, Tensor src) -> Tensor");
 }

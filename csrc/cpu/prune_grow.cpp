@@ -1,5 +1,5 @@
 // CPU implementation of suptickets::prune_grow: the k_drop weakest active slots and the
-// k_grow strongest blocks that are inactive once those are dropped, by radix selection.
+// k_grow strongest blocks that are inactive once those are dropped (csrc/cpu/select.h).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
@@ -11,12 +11,6 @@ namespace cpu {
 namespace {
 
 using at::Tensor;
-
-Tensor to_index_tensor(const std::vector<int64_t>& v) {
-  Tensor out = at::empty({int64_t(v.size())}, at::kLong);
-  std::copy(v.begin(), v.end(), out.data_ptr<int64_t>());
-  return out;
-}
 
 void check_scores(const Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "suptickets::prune_grow: ", name, " must be a CPU tensor, got ", t.device());
@@ -33,11 +27,11 @@ std::tuple<Tensor, Tensor> prune_grow(const Tensor& drop_scores, const Tensor& g
   TORCH_CHECK(k_drop >= 0 && k_drop <= nnz, "suptickets::prune_grow: k_drop must be in [0, ", nnz, "], got ", k_drop);
   TORCH_CHECK(k_grow >= 0, "suptickets::prune_grow: k_grow must be >= 0, got ", k_grow);
   const Tensor ds = drop_scores.contiguous();
-  std::vector<int64_t> drop;
+  Tensor drop = at::empty({k_drop}, at::kLong);
   AT_DISPATCH_FLOATING_TYPES(ds.scalar_type(), "prune_grow", [&] {
-    drop = select_k(ds.data_ptr<scalar_t>(), nnz, k_drop, false, nullptr, "drop scores");
+    select_k(ds.data_ptr<scalar_t>(), nnz, k_drop, false, nullptr, "drop scores", drop.data_ptr<int64_t>());
   });
-  if (k_grow == 0) return {to_index_tensor(drop), at::empty({0}, at::kLong)};
+  if (k_grow == 0) return {drop, at::empty({0}, at::kLong)};
 
   check_scores(grow_scores, "grow_scores");
   TORCH_CHECK(grow_scores.dim() == 2, "suptickets::prune_grow: grow_scores must be the 2-D block grid, got shape ",
@@ -48,21 +42,30 @@ std::tuple<Tensor, Tensor> prune_grow(const Tensor& drop_scores, const Tensor& g
                 nnz, "), got ", t->scalar_type(), " of shape ", t->sizes());
   const int64_t gr = grow_scores.size(0), gc = grow_scores.size(1);
   std::vector<uint8_t> active(gr * gc, 0);
+  int64_t n_active = 0;
   const Tensor rc = rows.contiguous(), cc = cols.contiguous();
   const int32_t* r = rc.data_ptr<int32_t>();
   const int32_t* c = cc.data_ptr<int32_t>();
   for (int64_t s = 0; s < nnz; ++s) {
     TORCH_CHECK(r[s] >= 0 && r[s] < gr && c[s] >= 0 && c[s] < gc, "suptickets::prune_grow: slot ", s, " block (",
                 r[s], ", ", c[s], ") lies outside the ", gr, " x ", gc, " grid of grow_scores");
-    active[int64_t(r[s]) * gc + c[s]] = 1;
+    uint8_t& a = active[int64_t(r[s]) * gc + c[s]];
+    n_active += !a;
+    a = 1;
   }
-  for (int64_t s : drop) active[int64_t(r[s]) * gc + c[s]] = 0;
+  const int64_t* dropped = drop.data_ptr<int64_t>();
+  for (int64_t i = 0; i < k_drop; ++i) {
+    uint8_t& a = active[int64_t(r[dropped[i]]) * gc + c[dropped[i]]];
+    n_active -= a;
+    a = 0;
+  }
   const Tensor gs = grow_scores.contiguous();
-  std::vector<int64_t> grow;
+  Tensor grow = at::empty({k_grow}, at::kLong);
   AT_DISPATCH_FLOATING_TYPES(gs.scalar_type(), "prune_grow", [&] {
-    grow = select_k(gs.data_ptr<scalar_t>(), gr * gc, k_grow, true, active.data(), "grow scores");
+    select_k(gs.data_ptr<scalar_t>(), gr * gc, k_grow, true, active.data(), "grow scores", grow.data_ptr<int64_t>(),
+             gr * gc - n_active);
   });
-  return {to_index_tensor(drop), to_index_tensor(grow)};
+  return {drop, grow};
 }
 
 }  // namespace

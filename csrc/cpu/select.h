@@ -1,6 +1,7 @@
-// Deterministic k-selection by radix: the k smallest (or largest) of n floating-point
-// scores, ties broken by the lower index, in O(n): scores map to integer keys of the same
-// order; one pass histograms the keys' leading 16 bits, one gathers the keys of the bin
+// Deterministic k-selection: the k smallest (or largest) of n floating-point scores, ties
+// broken by the lower index, in O(n). Scores map to integer keys of the same order. The main
+// path brackets the k-th key with a sample and makes one pass; the exact fallback is a radix
+// selection: one pass histograms the keys' leading 16 bits, one gathers the keys of the bin
 // that holds the k-th (whose remaining digits are resolved on those few), one collects.
 #pragma once
 
@@ -42,8 +43,32 @@ inline OrderKey<T> select_key(const T* s, const uint8_t* skip, int64_t i) {
   return (skip && skip[i]) ? ~U(0) : u;
 }
 
+// select_key of s[0..len) into keys, branch-free; returns nonzero if a score is NaN or inf.
 template <typename T, bool kLargest>
-std::vector<int64_t> select_k(const T* s, int64_t n, int64_t k, const uint8_t* skip, const char* what) {
+inline int tile_keys(const T* s, const uint8_t* skip, int64_t len, OrderKey<T>* keys) {
+  using U = OrderKey<T>;
+  using S = std::make_signed_t<U>;
+  constexpr int kTop = 8 * sizeof(U) - 1;
+  constexpr U kMagnitude = ~U(0) >> 1;
+  constexpr U kExponent = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+  U non_finite = 0;
+  for (int64_t j = 0; j < len; ++j) {
+    U bits;
+    std::memcpy(&bits, s + j, sizeof(U));
+    non_finite |= U((bits & kExponent) == kExponent);
+    bits &= U(0) - U((bits & kMagnitude) != 0);                  // -0.0 -> +0.0
+    const U flip = U(S(bits) >> kTop) | (U(1) << kTop);          // negative: all bits; else the sign bit
+    U u = bits ^ flip;
+    if (kLargest) u = ~u;
+    if (skip) u |= U(0) - U(skip[j] != 0);                       // skipped: all ones
+    keys[j] = u;
+  }
+  return non_finite != 0;
+}
+
+// Exact radix selection: three passes over all n entries (see above).
+template <typename T, bool kLargest>
+std::vector<int64_t> radix_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const char* what) {
   using U = OrderKey<T>;
   constexpr int kBits = 16, kBins = 1 << kBits, kKeyBits = 8 * sizeof(U);
   const int64_t chunks = std::clamp<int64_t>(n / 65536, 1, 4 * at::get_num_threads());
@@ -151,14 +176,147 @@ std::vector<int64_t> select_k(const T* s, int64_t n, int64_t k, const uint8_t* s
 
 }  // namespace detail
 
-// Indices (ascending) of the k smallest scores, or the k largest with `largest`, among
-// the entries whose skip byte is 0 (all entries when `skip` is null). Among equal scores
-// the lower index is taken first. `what` names the scores in errors; every score, skipped
-// or not, must be finite.
+namespace detail {
+
+inline int64_t count_candidates(const uint8_t* skip, int64_t n) {
+  if (!skip) return n;
+  int64_t skipped = 0;
+  for (int64_t i = 0; i < n; ++i) skipped += skip[i] != 0;
+  return n - skipped;
+}
+
+// Selection in one pass over the entries: a strided sample of 16K keys brackets the k-th key
+// in [lo, hi] (4 standard deviations of the sample rank either side); one pass keeps the
+// indices below lo (all selected) and those in the band, per chunk and in index order; the
+// k-th key among the band then settles the rest. Returns false (nothing written) in the rare
+// case the bracket missed, and the caller falls back to the radix selection.
+template <typename T, bool kLargest>
+bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const char* what, int64_t* out) {
+  using U = OrderKey<T>;
+  constexpr U kSkipped = ~U(0);
+  auto key = [s, skip](int64_t i) { return select_key<T, kLargest>(s, skip, i); };
+  const int64_t m = std::min<int64_t>(n / 16, 16384);
+  std::vector<U> sample(m);
+  for (int64_t j = 0; j < m; ++j) sample[j] = key(j * n / m);
+  const double q = double(k) / double(n);
+  const double delta = 4.0 * std::sqrt(double(m) * q * (1.0 - q)) + 8.0;
+  const int64_t rank_lo = int64_t(std::floor(q * m - delta)), rank_hi = int64_t(std::ceil(q * m + delta));
+  U lo = 0, hi = kSkipped - 1;
+  if (rank_hi < m) {
+    std::nth_element(sample.begin(), sample.begin() + rank_hi, sample.end());
+    hi = sample[rank_hi];
+  }
+  if (rank_lo > 0) {
+    std::nth_element(sample.begin(), sample.begin() + rank_lo, sample.begin() + std::min(rank_hi + 1, m));
+    lo = sample[rank_lo];
+  }
+
+  const int64_t chunks = std::clamp<int64_t>(n / 65536, 1, 4 * at::get_num_threads());
+  auto begin = [n, chunks](int64_t c) { return c * n / chunks; };
+  std::vector<std::vector<int64_t>> low(chunks), band(chunks);
+  std::vector<std::vector<U>> band_keys(chunks);
+  std::vector<uint8_t> bad(chunks, 0);
+  at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
+    constexpr int64_t kTile = 512;
+    U tile[kTile];
+    for (int64_t c = cb; c < ce; ++c) {
+      const int64_t b = begin(c), e = begin(c + 1);
+      std::vector<int64_t>& lows = low[c];
+      std::vector<int64_t>& bands = band[c];
+      std::vector<U>& bkeys = band_keys[c];
+      lows.reserve(int64_t(q * double(e - b) * 1.02) + 64);
+      int non_finite = 0;
+      for (int64_t t0 = b; t0 < e; t0 += kTile) {
+        const int64_t len = std::min(kTile, e - t0);
+        // Keys of a tile in a branch-free loop the compiler vectorises, then one scan.
+        non_finite |= tile_keys<T, kLargest>(s + t0, skip ? skip + t0 : nullptr, len, tile);
+        for (int64_t j = 0; j < len; ++j) {
+          const U u = tile[j];
+          if (u < lo) {
+            lows.push_back(t0 + j);
+          } else if (u <= hi) {
+            bands.push_back(t0 + j);
+            bkeys.push_back(u);
+          }
+        }
+      }
+      bad[c] = non_finite != 0;
+    }
+  });
+  TORCH_CHECK(std::none_of(bad.begin(), bad.end(), [](uint8_t b) { return b; }), "suptickets: ", what,
+              " contain NaN or inf");
+  int64_t below = 0, in_band = 0;
+  for (int64_t c = 0; c < chunks; ++c) below += low[c].size(), in_band += band[c].size();
+  if (!(below < k && k <= below + in_band)) return false;
+
+  // The threshold T is the r-th smallest band key; `need` of the band keys equal to T are taken.
+  const int64_t r = k - below;
+  std::vector<U> keys;
+  keys.reserve(in_band);
+  for (const auto& part : band_keys) keys.insert(keys.end(), part.begin(), part.end());
+  std::nth_element(keys.begin(), keys.begin() + (r - 1), keys.end());
+  const U threshold = keys[r - 1];
+  int64_t need = r - std::count_if(keys.begin(), keys.end(), [threshold](U u) { return u < threshold; });
+
+  // Per chunk: its selected band entries (ties up to the quota, in chunk order), merged with
+  // its low entries in index order at the chunk's offset of the output.
+  std::vector<int64_t> quota(chunks), offset(chunks + 1, 0);
+  for (int64_t c = 0; c < chunks; ++c) {
+    int64_t less = 0, eq = 0;
+    for (U u : band_keys[c]) {
+      less += u < threshold;
+      eq += u == threshold;
+    }
+    quota[c] = std::min(eq, need);
+    need -= quota[c];
+    offset[c + 1] = offset[c] + int64_t(low[c].size()) + less + quota[c];
+  }
+  at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = cb; c < ce; ++c) {
+      int64_t* dst = out + offset[c];
+      int64_t ties = quota[c];
+      auto l = low[c].begin();
+      for (size_t j = 0; j < band[c].size(); ++j) {
+        const int64_t i = band[c][j];
+        const U u = band_keys[c][j];
+        if (u > threshold) continue;
+        if (u == threshold) {
+          if (ties == 0) continue;
+          --ties;
+        }
+        for (; l != low[c].end() && *l < i; ++l) *dst++ = *l;
+        *dst++ = i;
+      }
+      for (; l != low[c].end(); ++l) *dst++ = *l;
+    }
+  });
+  return true;
+}
+
+}  // namespace detail
+
+// Writes to out[0..k) the indices (ascending) of the k smallest scores, or the k largest
+// with `largest`, among the entries whose skip byte is 0 (all entries when `skip` is null).
+// Among equal scores the lower index is taken first. `what` names the scores in errors;
+// every score, skipped or not, must be finite. `candidates`, the number of entries not
+// skipped, is counted when not given.
 template <typename T>
-std::vector<int64_t> select_k(const T* s, int64_t n, int64_t k, bool largest, const uint8_t* skip,
-                              const char* what) {
-  return largest ? detail::select_k<T, true>(s, n, k, skip, what) : detail::select_k<T, false>(s, n, k, skip, what);
+void select_k(const T* s, int64_t n, int64_t k, bool largest, const uint8_t* skip, const char* what, int64_t* out,
+              int64_t candidates = -1) {
+  if (candidates < 0) candidates = detail::count_candidates(skip, n);
+  TORCH_CHECK(k >= 0 && k <= candidates, "suptickets: cannot select ", k, " of ", candidates, " candidate ", what);
+  auto fallback = [&](auto tag) {
+    constexpr bool kLargest = decltype(tag)::value;
+    const std::vector<int64_t> idx = detail::radix_select<T, kLargest>(s, n, k, skip, what);
+    std::copy(idx.begin(), idx.end(), out);
+  };
+  if (k == 0 || n < 65536) {  // small: the radix passes cost as little (and check finiteness)
+    largest ? fallback(std::true_type{}) : fallback(std::false_type{});
+    return;
+  }
+  const bool done = largest ? detail::sample_select<T, true>(s, n, k, skip, what, out)
+                            : detail::sample_select<T, false>(s, n, k, skip, what, out);
+  if (!done) largest ? fallback(std::true_type{}) : fallback(std::false_type{});
 }
 
 }  // namespace cpu

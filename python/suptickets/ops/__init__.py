@@ -9,8 +9,8 @@ from ._extension import release_workspace, workspace_bytes, simd_level
 from .block_scores import block_scores, conv2d_grad_scores, linear_grad_scores
 from .bsr_conv import bsr_conv2d
 from .bsr_matmul import bsr_linear
-from .layout_index import layout_index, merge_blocks
+from .layout_index import gather_slots, layout_index, merge_blocks
 from .prune_grow import prune_grow
 
 __all__ = ["bsr_linear", "bsr_conv2d", "block_scores", "linear_grad_scores", "conv2d_grad_scores", "prune_grow",
-           "layout_index", "merge_blocks", "reference", "extension_available", "simd_level", "workspace_bytes", "release_workspace"]
+           "layout_index", "merge_blocks", "gather_slots", "reference", "extension_available", "simd_level", "workspace_bytes", "release_workspace"]

@@ -1,6 +1,7 @@
 """The index arithmetic of ``BlockLayout`` as operators: CSR/CSC pointers and the column
 permutation of a layout (counting sort), and the merge of kept and grown blocks in a
-topology update. ``sparse/layout.py`` holds the contract and is the only caller; CPU
+topology update, and the gather of values and optimizer state into new slots.
+``sparse/layout.py`` and ``sparse/repack.py`` hold the contracts and are the callers; CPU
 index tensors run the C++ versions (linear time, no sort), others the reference (both
 give the same exact result, so ``SUPTICKETS_BACKEND`` does not apply)."""
 from __future__ import annotations
@@ -36,5 +37,18 @@ def merge_blocks(rows: torch.Tensor, cols: torch.Tensor, drop: torch.Tensor, gro
         return reference.merge_blocks(rows, cols, drop, grow, grid_cols)
     try:
         return torch.ops.suptickets.merge_blocks.default(rows, cols, drop, grow, int(grid_cols))
+    except RuntimeError as exc:
+        raise _value_error(exc) from None
+
+
+def gather_slots(t: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """A new ``[len(src), ...]`` tensor: row ``s`` is ``t[src[s]]``, or zeros where ``src[s] == -1``
+    (``src`` int64 on ``t``'s device). Raises ``ValueError`` for an entry outside ``[-1, len(t))``."""
+    if not _use_kernel(t):
+        if src.numel() and (src.min() < -1 or src.max() >= t.shape[0]):
+            raise ValueError(f"src entries must be -1 or an old slot in [0, {t.shape[0]})")
+        return reference.gather_slots(t, src)
+    try:
+        return torch.ops.suptickets.gather_slots.default(t, src)
     except RuntimeError as exc:
         raise _value_error(exc) from None

@@ -144,3 +144,11 @@ def merge_blocks(rows, cols, drop, grow, grid_cols: int):
     src = torch.full((new_ids.numel(),), -1, dtype=torch.long, device=device)
     src[pos_kept] = kept_src
     return (new_ids // grid_cols).to(torch.int32), (new_ids % grid_cols).to(torch.int32), src
+
+
+def gather_slots(t, src):
+    """``out[s] = t[src[s]]`` for a ``[nnz, ...]`` tensor, zeros where ``src[s] == -1``."""
+    if t.shape[0] == 0:
+        return t.new_zeros((src.numel(), *t.shape[1:]))
+    out = t.index_select(0, src.clamp(min=0))
+    return out.masked_fill_((src < 0).view(-1, *([1] * (t.dim() - 1))), 0)

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from .. import ops
 from .layout import BlockLayout
 from .module import BlockSparseWeight
-
-
-def _gather(t: torch.Tensor, index: torch.Tensor, grown: torch.Tensor) -> torch.Tensor:
-    if t.shape[0] == 0:
-        return t.new_zeros((index.numel(), *t.shape[1:]))
-    out = t.index_select(0, index)
-    return out.masked_fill_(grown.view(-1, *([1] * (t.dim() - 1))), 0)
 
 
 def repack(layer: BlockSparseWeight, layout: BlockLayout, src: torch.Tensor,
@@ -28,22 +22,18 @@ def repack(layer: BlockSparseWeight, layout: BlockLayout, src: torch.Tensor,
     parameter and the optimizer is pointed to it. The gradient of the values is cleared.
     """
     values = layer.values
-    src = torch.as_tensor(src).reshape(-1)
+    src = torch.as_tensor(src).reshape(-1).long()
     if src.numel() != layout.nnz:
         raise ValueError(f"src must have one entry per slot of the new layout ({layout.nnz}), got {src.numel()}")
-    if src.numel() and (src.min() < -1 or src.max() >= values.shape[0]):
-        raise ValueError(f"src entries must be -1 or an old slot in [0, {values.shape[0]})")
     src = src.to(values.device)
-    grown = src < 0
-    index = src.clamp(min=0)
+    with torch.no_grad():
+        new_values = ops.gather_slots(values.detach(), src)  # checks src
     old_shape = tuple(values.shape)
     if optimizer is not None and values in optimizer.state:
         state = optimizer.state[values]
         for key, tensor in list(state.items()):
             if torch.is_tensor(tensor) and tuple(tensor.shape) == old_shape:
-                state[key] = _gather(tensor, index, grown)
-    with torch.no_grad():
-        new_values = _gather(values.detach(), index, grown)
+                state[key] = ops.gather_slots(tensor, src)
     layer.set_layout(layout, new_values)
     values.grad = None
     if optimizer is not None and layer.values is not values:
