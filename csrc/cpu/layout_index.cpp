@@ -6,6 +6,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -39,16 +41,53 @@ std::tuple<Tensor, Tensor, Tensor> layout_index(const Tensor& rows_in, const Ten
   int32_t* rp = row_ptr.data_ptr<int32_t>();
   int32_t* cp = col_ptr.data_ptr<int32_t>();
   int32_t* perm = col_perm.data_ptr<int32_t>();
-  for (int64_t s = 0; s < nnz; ++s) {
-    TORCH_CHECK(r[s] >= 0 && r[s] < grid_rows && c[s] >= 0 && c[s] < grid_cols, "suptickets::layout_index: block (",
-                r[s], ", ", c[s], ") lies outside the ", grid_rows, " x ", grid_cols, " grid");
-    ++rp[r[s] + 1];
-    ++cp[c[s] + 1];
+  // Counting sort by column in parts of the slot range: counts per part, then each part
+  // scatters its slots after those of earlier parts (stable: row order within a column).
+  const int64_t parts = std::clamp<int64_t>(nnz / 65536, 1, 4 * at::get_num_threads());
+  std::vector<int32_t> counts(parts * (grid_cols + 1), 0);
+  std::vector<int32_t> row_counts(parts * (grid_rows + 1), 0);
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
+    for (int64_t p = pb; p < pe; ++p) {
+      int32_t* const cc = counts.data() + p * (grid_cols + 1);
+      int32_t* const rc = row_counts.data() + p * (grid_rows + 1);
+      const int32_t* const r_ = r;
+      const int32_t* const c_ = c;
+      const int64_t gr_ = grid_rows, gc_ = grid_cols;
+      bool ok = true;
+      for (int64_t s = p * nnz / parts, e = (p + 1) * nnz / parts; s < e; ++s) {
+        const bool inside = r_[s] >= 0 && r_[s] < gr_ && c_[s] >= 0 && c_[s] < gc_;
+        ok &= inside;
+        if (inside) ++cc[c_[s]], ++rc[r_[s]];
+      }
+      if (!ok) bad = true;
+    }
+  });
+  TORCH_CHECK(!bad, "suptickets::layout_index: a block lies outside the ", grid_rows, " x ", grid_cols, " grid");
+  for (int64_t i = 0; i < grid_rows; ++i) {
+    int32_t n = 0;
+    for (int64_t p = 0; p < parts; ++p) n += row_counts[p * (grid_rows + 1) + i];
+    rp[i + 1] = rp[i] + n;
   }
-  for (int64_t i = 0; i < grid_rows; ++i) rp[i + 1] += rp[i];
-  for (int64_t j = 0; j < grid_cols; ++j) cp[j + 1] += cp[j];
-  std::vector<int32_t> next(cp, cp + grid_cols);
-  for (int64_t s = 0; s < nnz; ++s) perm[next[c[s]]++] = int32_t(s);  // stable: row order within a column
+  int32_t total = 0;  // counts become each part's first position per column
+  for (int64_t j = 0; j < grid_cols; ++j) {
+    cp[j] = total;
+    for (int64_t p = 0; p < parts; ++p) {
+      int32_t& n = counts[p * (grid_cols + 1) + j];
+      const int32_t here = n;
+      n = total;
+      total += here;
+    }
+  }
+  cp[grid_cols] = total;
+  at::parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
+    for (int64_t p = pb; p < pe; ++p) {
+      int32_t* const next = counts.data() + p * (grid_cols + 1);
+      const int32_t* const c_ = c;
+      int32_t* const perm_ = perm;
+      for (int64_t s = p * nnz / parts, e = (p + 1) * nnz / parts; s < e; ++s) perm_[next[c_[s]]++] = int32_t(s);
+    }
+  });
   return {row_ptr, col_ptr, col_perm};
 }
 
@@ -75,25 +114,12 @@ std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Ten
     TORCH_CHECK(g[i] >= 0 && (i == 0 || g[i] > g[i - 1]),
                 "suptickets: grow blocks must be ascending without repeats and >= 0");
   const int64_t n_new = nnz - nd + ng;
-  // Kept slots and their block ids, compacted without branches.
-  std::vector<uint8_t> keep(nnz, 1);
+  std::vector<uint8_t> keep(nnz + 1, 1);
   for (int64_t i = 0; i < nd; ++i) keep[d[i]] = 0;
-  std::vector<int64_t> kept_id(nnz - nd + 1), kept_src(nnz - nd + 1);
-  std::vector<int32_t> kept_row(nnz - nd + 1), kept_col(nnz - nd + 1);
-  int64_t w = 0;
-  for (int64_t s = 0; s < nnz; ++s) {
-    kept_id[w] = int64_t(r[s]) * grid_cols + c[s];
-    kept_src[w] = s;
-    kept_row[w] = r[s];
-    kept_col[w] = c[s];
-    w += keep[s];
-  }
-  const int64_t nk = nnz - nd;
-  kept_id[nk] = std::numeric_limits<int64_t>::max();  // sentinels
-  kept_src[nk] = kept_row[nk] = kept_col[nk] = 0;
+  keep[nnz] = 1;  // sentinel: the scan for the next kept slot stops at nnz
+  // Rows and columns of the grown blocks (a double-precision quotient, corrected: no integer division).
   std::vector<int64_t> grown(g, g + ng);
   grown.push_back(std::numeric_limits<int64_t>::max());
-  // Rows and columns of the grown blocks (a double-precision quotient, corrected: no integer division).
   std::vector<int32_t> grown_row(ng + 1, 0), grown_col(ng + 1, 0);
   const double inv = 1.0 / double(grid_cols);
   for (int64_t i = 0; i < ng; ++i) {
@@ -108,19 +134,64 @@ std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Ten
   int32_t* nr = new_rows.data_ptr<int32_t>();
   int32_t* nc = new_cols.data_ptr<int32_t>();
   int64_t* ns = src.data_ptr<int64_t>();
-  // Branch-free merge of two ascending lists; a grow id equal to a kept one is an error.
-  int64_t ki = 0, gi = 0, collisions = 0;
-  for (int64_t out = 0; out < n_new; ++out) {
-    const int64_t a = kept_id[ki], b = grown[gi];
-    const bool take_grow = b <= a;
-    collisions += b == a;
-    nr[out] = take_grow ? grown_row[gi] : kept_row[ki];
-    nc[out] = take_grow ? grown_col[gi] : kept_col[ki];
-    ns[out] = take_grow ? -1 : kept_src[ki];
-    gi += take_grow;
-    ki += !take_grow;
+  // Merge of the kept slots (in order) and the grown blocks (ascending), in parts of the slot
+  // range merged in parallel; a grow id equal to a kept one is an error.
+  const int64_t parts = std::clamp<int64_t>(nnz / 65536, 1, 4 * at::get_num_threads());
+  std::vector<int64_t> slot0(parts + 1), grow0(parts + 1), out0(parts + 1);
+  for (int64_t p = 0; p <= parts; ++p) {
+    slot0[p] = p * nnz / parts;  // part p merges kept slots [slot0[p], slot0[p+1]) ...
+    const int64_t id = slot0[p] < nnz ? int64_t(r[slot0[p]]) * grid_cols + c[slot0[p]]
+                                      : std::numeric_limits<int64_t>::max();
+    grow0[p] = p == 0 ? 0 : p == parts ? ng : std::lower_bound(g, g + ng, id) - g;  // ... and these grown blocks
+    const int64_t dropped_before = std::lower_bound(d, d + nd, slot0[p]) - d;
+    out0[p] = slot0[p] - dropped_before + grow0[p];
   }
-  TORCH_CHECK(collisions == 0, "suptickets: a grow block is already active (", collisions, " of them)");
+  // next[s]: the next kept slot after s within its part (the part's end if none), so that the
+  // merge advances without a data-dependent branch.
+  std::vector<int32_t> next(nnz + 1, int32_t(nnz)), first(parts);
+  at::parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
+    for (int64_t p = pb; p < pe; ++p) {
+      int32_t following = int32_t(slot0[p + 1]);
+      for (int64_t s = slot0[p + 1] - 1; s >= slot0[p]; --s) {
+        next[s] = following;
+        following = keep[s] ? int32_t(s) : following;
+      }
+      first[p] = following;
+    }
+  });
+  std::atomic<int64_t> collisions{0};
+  at::parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
+    // Locals, not captured references: the compiler keeps them in registers in the loop.
+    const int32_t* const r_ = r;
+    const int32_t* const c_ = c;
+    const int32_t* const next_ = next.data();
+    const int64_t* const grown_ = grown.data();
+    const int32_t* const grown_row_ = grown_row.data();
+    const int32_t* const grown_col_ = grown_col.data();
+    int32_t* const nr_ = nr;
+    int32_t* const nc_ = nc;
+    int64_t* const ns_ = ns;
+    const int64_t gcols = grid_cols, last = std::max<int64_t>(nnz - 1, 0);
+    constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+    for (int64_t p = pb; p < pe; ++p) {
+      int64_t s = first[p], gi = grow0[p], found = 0;
+      const int64_t s_end = slot0[p + 1], g_end = grow0[p + 1];
+      for (int64_t out = out0[p], out_end = out0[p + 1]; out < out_end; ++out) {
+        const int64_t sr = std::min(s, last);  // a readable slot; its values are used only if s < s_end
+        const int64_t kept_id = s < s_end ? int64_t(r_[sr]) * gcols + c_[sr] : kNone;
+        const int64_t b = gi < g_end ? grown_[gi] : kNone;
+        found += b == kept_id;
+        const bool take_grow = b <= kept_id;
+        nr_[out] = take_grow ? grown_row_[gi] : r_[sr];
+        nc_[out] = take_grow ? grown_col_[gi] : c_[sr];
+        ns_[out] = take_grow ? -1 : s;
+        gi += take_grow;
+        s = take_grow ? s : next_[sr];
+      }
+      collisions += found;
+    }
+  });
+  TORCH_CHECK(collisions == 0, "suptickets: a grow block is already active (", collisions.load(), " of them)");
   return {new_rows, new_cols, src};
 }
 
@@ -136,19 +207,44 @@ Tensor gather_slots(const Tensor& t_in, const Tensor& src_in) {
   shape[0] = n;
   Tensor out = at::empty(shape, t.options());
   const int64_t* sp = src.data_ptr<int64_t>();
-  for (int64_t i = 0; i < n; ++i)
-    TORCH_CHECK(sp[i] >= -1 && sp[i] < rows, "suptickets: src entries must be -1 or an old slot in [0, ", rows,
-                "), got ", sp[i]);
-  const char* from = static_cast<const char*>(t.data_ptr());
-  char* to = static_cast<char*>(out.data_ptr());
-  at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      if (sp[i] < 0)
-        std::memset(to + i * row_bytes, 0, row_bytes);
-      else
-        std::memcpy(to + i * row_bytes, from + sp[i] * row_bytes, row_bytes);
-    }
-  });
+  std::atomic<bool> bad{false};
+  auto copy_rows = [&](auto word) {  // rows of one 4- or 8-byte word: no memcpy call per row
+    using W = decltype(word);
+    const W* from = static_cast<const W*>(t.data_ptr());
+    W* to = static_cast<W*>(out.data_ptr());
+    at::parallel_for(0, n, 16384, [&](int64_t b, int64_t e) {
+      const int64_t* const sp_ = sp;
+      const W* const from_ = from;
+      W* const to_ = to;
+      const int64_t rows_ = rows;
+      bool ok = true;
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t j = sp_[i];
+        ok &= j >= -1 && j < rows_;
+        to_[i] = (j >= 0 && j < rows_) ? from_[j] : W(0);
+      }
+      if (!ok) bad = true;
+    });
+  };
+  if (row_bytes == 4) {
+    copy_rows(uint32_t{});
+  } else if (row_bytes == 8) {
+    copy_rows(uint64_t{});
+  } else {
+    const char* from = static_cast<const char*>(t.data_ptr());
+    char* to = static_cast<char*>(out.data_ptr());
+    at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t j = sp[i];
+        if (j < -1 || j >= rows) bad = true;
+        if (j >= 0 && j < rows)
+          std::memcpy(to + i * row_bytes, from + j * row_bytes, row_bytes);
+        else
+          std::memset(to + i * row_bytes, 0, row_bytes);
+      }
+    });
+  }
+  TORCH_CHECK(!bad, "suptickets: src entries must be -1 or an old slot in [0, ", rows, ")");
   return out;
 }
 

@@ -178,6 +178,21 @@ std::vector<int64_t> radix_select(const T* s, int64_t n, int64_t k, const uint8_
 
 namespace detail {
 
+// Selection on few entries: nth_element on (key, index) pairs, whose order breaks ties by index.
+template <typename T, bool kLargest>
+void small_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const char* what, int64_t* out) {
+  using U = OrderKey<T>;
+  std::vector<std::pair<U, int64_t>> pairs;
+  pairs.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(std::isfinite(s[i]), "suptickets: ", what, " contain NaN or inf");
+    if (!skip || !skip[i]) pairs.emplace_back(select_key<T, kLargest>(s, skip, i), i);
+  }
+  if (k < int64_t(pairs.size())) std::nth_element(pairs.begin(), pairs.begin() + k, pairs.end());
+  for (int64_t j = 0; j < k; ++j) out[j] = pairs[j].second;
+  std::sort(out, out + k);
+}
+
 inline int64_t count_candidates(const uint8_t* skip, int64_t n) {
   if (!skip) return n;
   int64_t skipped = 0;
@@ -219,6 +234,9 @@ bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const 
   at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
     constexpr int64_t kTile = 512;
     U tile[kTile];
+    const T* const scores = s;
+    const uint8_t* const skips = skip;
+    const U lo_ = lo, hi_ = hi;
     for (int64_t c = cb; c < ce; ++c) {
       const int64_t b = begin(c), e = begin(c + 1);
       std::vector<int64_t>& lows = low[c];
@@ -229,12 +247,12 @@ bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const 
       for (int64_t t0 = b; t0 < e; t0 += kTile) {
         const int64_t len = std::min(kTile, e - t0);
         // Keys of a tile in a branch-free loop the compiler vectorises, then one scan.
-        non_finite |= tile_keys<T, kLargest>(s + t0, skip ? skip + t0 : nullptr, len, tile);
+        non_finite |= tile_keys<T, kLargest>(scores + t0, skips ? skips + t0 : nullptr, len, tile);
         for (int64_t j = 0; j < len; ++j) {
           const U u = tile[j];
-          if (u < lo) {
+          if (u < lo_) {
             lows.push_back(t0 + j);
-          } else if (u <= hi) {
+          } else if (u <= hi_) {
             bands.push_back(t0 + j);
             bkeys.push_back(u);
           }
@@ -310,8 +328,14 @@ void select_k(const T* s, int64_t n, int64_t k, bool largest, const uint8_t* ski
     const std::vector<int64_t> idx = detail::radix_select<T, kLargest>(s, n, k, skip, what);
     std::copy(idx.begin(), idx.end(), out);
   };
-  if (k == 0 || n < 65536) {  // small: the radix passes cost as little (and check finiteness)
-    largest ? fallback(std::true_type{}) : fallback(std::false_type{});
+  if (k == 0) {  // nothing to select, but the scores are still checked
+    for (int64_t i = 0; i < n; ++i)
+      TORCH_CHECK(std::isfinite(s[i]), "suptickets: ", what, " contain NaN or inf");
+    return;
+  }
+  if (n < 65536) {  // small: partition (key, index) pairs
+    largest ? detail::small_select<T, true>(s, n, k, skip, what, out)
+            : detail::small_select<T, false>(s, n, k, skip, what, out);
     return;
   }
   const bool done = largest ? detail::sample_select<T, true>(s, n, k, skip, what, out)

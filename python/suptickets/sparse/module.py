@@ -18,6 +18,7 @@ from ..ops import reference
 from .layout import BlockLayout, _as_pair
 
 _DERIVED = ("layout_row_ptr", "layout_col_ptr", "layout_col_perm")
+_ALL = ("layout_rows", "layout_cols", *_DERIVED)
 
 
 def check_density(density) -> float:
@@ -106,12 +107,14 @@ class BlockSparseWeight(nn.Module):
         return dense
 
     def _write_layout(self, layout: BlockLayout):
-        device = self.values.device
-        layout = layout.to(device)
-        for name, tensor in (("layout_rows", layout.rows), ("layout_cols", layout.cols)):
-            self.register_buffer(name, tensor)
-        for name, tensor in zip(_DERIVED, (layout.row_ptr, layout.col_ptr, layout.col_perm)):
-            self.register_buffer(name, tensor, persistent=False)
+        layout = layout.to(self.values.device)
+        tensors = (layout.rows, layout.cols, layout.row_ptr, layout.col_ptr, layout.col_perm)
+        if "layout_rows" in self._buffers:  # a topology update: swap the tensors in place
+            for name, tensor in zip(_ALL, tensors):
+                self._buffers[name] = tensor
+            return
+        for name, tensor in zip(_ALL, tensors):
+            self.register_buffer(name, tensor, persistent=name not in _DERIVED)
 
     @property
     def layout(self) -> BlockLayout:
@@ -151,8 +154,7 @@ class BlockSparseWeight(nn.Module):
                 raise ValueError(f"values must have shape {expected}, got {tuple(values.shape)}")
             values = values.detach().to(device=self.values.device, dtype=self.values.dtype).contiguous()
             if values.shape == self.values.shape:
-                with torch.no_grad():
-                    self.values.copy_(values)
+                self.values.data = values  # same object, same shape: autograd is unaffected
             else:
                 self.values = nn.Parameter(values, requires_grad=self.values.requires_grad)
         self._write_layout(layout)
