@@ -213,3 +213,17 @@ def test_merge_blocks_errors(merge):
         merge(rows, cols, torch.tensor([layout.nnz]), none, gc)
     with pytest.raises(ValueError, match="ascending"):
         merge(rows, cols, torch.tensor([2, 1]), none, gc)
+
+
+@pytest.mark.parametrize("k", [1, 30000, 99999])
+def test_selection_is_exact_when_the_sample_misleads(k):
+    """Every 16th score (where the selection samples) is an outlier, so the sampled bracket
+    misses the k-th score and the exact radix selection has to take over."""
+    n = 100000
+    scores = torch.rand(n, dtype=torch.float64)
+    scores[::16] += 100.0
+    drop, _ = st.ops.prune_grow(scores, None, None, k)
+    assert torch.equal(drop, torch.sort(scores, stable=True).indices[:k].sort().values)
+    scores[::16] -= 200.0
+    drop, _ = st.ops.prune_grow(scores, None, None, k)
+    assert torch.equal(drop, torch.sort(scores, stable=True).indices[:k].sort().values)

@@ -146,3 +146,16 @@ def test_gradient_scores_need_a_captured_step():
         layer(torch.randn(2, 32))  # nothing kept without grad
     with pytest.raises(RuntimeError, match="captured 0 inputs"):
         layer.gradient_scores()
+
+
+def test_inputs_and_gradients_are_kept_only_for_update_steps():
+    model, opt, sparse = new_run("rigl", "sgd", seed=0)  # updates at steps 3, 6, ...
+    kept = []
+    for t in range(1, 7):
+        x, y = batch(t)
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        kept.append(all(len(m._captured_inputs) == 1 and len(m._captured_grads) == 1 for _, m in layers(model)))
+        sparse.step()
+        assert all(not m._captured_inputs and not m._captured_grads for _, m in layers(model))  # released
+    assert kept == [False, False, True, False, False, True]

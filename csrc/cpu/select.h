@@ -178,19 +178,23 @@ std::vector<int64_t> radix_select(const T* s, int64_t n, int64_t k, const uint8_
 
 namespace detail {
 
-// Selection on few entries: nth_element on (key, index) pairs, whose order breaks ties by index.
+// Selection on few entries: the k-th key by nth_element on a copy of the keys, then one scan
+// in index order takes the keys below it and the first ties.
 template <typename T, bool kLargest>
 void small_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const char* what, int64_t* out) {
   using U = OrderKey<T>;
-  std::vector<std::pair<U, int64_t>> pairs;
-  pairs.reserve(n);
-  for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK(std::isfinite(s[i]), "suptickets: ", what, " contain NaN or inf");
-    if (!skip || !skip[i]) pairs.emplace_back(select_key<T, kLargest>(s, skip, i), i);
+  std::vector<U> keys(n);
+  const bool non_finite = tile_keys<T, kLargest>(s, skip, n, keys.data());
+  TORCH_CHECK(!non_finite, "suptickets: ", what, " contain NaN or inf");
+  std::vector<U> sorted(keys);
+  std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end());
+  const U threshold = sorted[k - 1];
+  int64_t ties = k - std::count_if(keys.begin(), keys.end(), [threshold](U u) { return u < threshold; });
+  int64_t j = 0;
+  for (int64_t i = 0; i < n && j < k; ++i) {
+    const U u = keys[i];
+    if (u < threshold || (u == threshold && ties-- > 0)) out[j++] = i;
   }
-  if (k < int64_t(pairs.size())) std::nth_element(pairs.begin(), pairs.begin() + k, pairs.end());
-  for (int64_t j = 0; j < k; ++j) out[j] = pairs[j].second;
-  std::sort(out, out + k);
 }
 
 inline int64_t count_candidates(const uint8_t* skip, int64_t n) {
@@ -226,7 +230,7 @@ bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const 
     lo = sample[rank_lo];
   }
 
-  const int64_t chunks = std::clamp<int64_t>(n / 65536, 1, 4 * at::get_num_threads());
+  const int64_t chunks = std::clamp<int64_t>(n / 16384, 1, 4 * at::get_num_threads());
   auto begin = [n, chunks](int64_t c) { return c * n / chunks; };
   std::vector<std::vector<int64_t>> low(chunks), band(chunks);
   std::vector<std::vector<U>> band_keys(chunks);
@@ -250,11 +254,13 @@ bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const 
         non_finite |= tile_keys<T, kLargest>(scores + t0, skips ? skips + t0 : nullptr, len, tile);
         for (int64_t j = 0; j < len; ++j) {
           const U u = tile[j];
-          if (u < lo_) {
-            lows.push_back(t0 + j);
-          } else if (u <= hi_) {
-            bands.push_back(t0 + j);
-            bkeys.push_back(u);
+          if (u <= hi_) {  // one test per entry; most entries of a growth selection fail it
+            if (u < lo_) {
+              lows.push_back(t0 + j);
+            } else {
+              bands.push_back(t0 + j);
+              bkeys.push_back(u);
+            }
           }
         }
       }
@@ -333,7 +339,7 @@ void select_k(const T* s, int64_t n, int64_t k, bool largest, const uint8_t* ski
       TORCH_CHECK(std::isfinite(s[i]), "suptickets: ", what, " contain NaN or inf");
     return;
   }
-  if (n < 65536) {  // small: partition (key, index) pairs
+  if (n < 4096) {  // small: one partition of the keys
     largest ? detail::small_select<T, true>(s, n, k, skip, what, out)
             : detail::small_select<T, false>(s, n, k, skip, what, out);
     return;
