@@ -64,8 +64,12 @@ Tensor block_scores(const Tensor& values, c10::string_view kind) {
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "block_scores", [&] {
     const scalar_t* src = v.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, nnz, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t s = begin; s < end; ++s) dst[s] = block_norm(src + s * br * bc, br, bc, bc, norm);
+    at::parallel_for(0, nnz, br * bc == 1 ? 16384 : 64, [&](int64_t begin, int64_t end) {
+      if (br * bc == 1) {
+        for (int64_t s = begin; s < end; ++s) dst[s] = std::abs(src[s]);
+      } else {
+        for (int64_t s = begin; s < end; ++s) dst[s] = block_norm(src + s * br * bc, br, bc, bc, norm);
+      }
     });
   });
   return out;
@@ -152,10 +156,15 @@ Tensor grad_scores(const Tensor& x, const Tensor& grad_out, IntArrayRef block_si
           const scalar_t* src = part.data_ptr<scalar_t>();
           scalar_t* dst = scores.data_ptr<scalar_t>();
           const int64_t nbr = rows / br, ncols = scores.size(1);
-          at::parallel_for(0, nbr * gc_tap, 16, [&](int64_t begin, int64_t end) {
-            for (int64_t q = begin; q < end; ++q) {
-              const int64_t a = q / gc_tap, c = q % gc_tap;
-              dst[(r0 / br + a) * ncols + col0 + c] = block_norm(src + a * br * Cin + c * bc, br, bc, Cin, norm);
+          at::parallel_for(0, nbr, 1, [&](int64_t begin, int64_t end) {
+            for (int64_t a = begin; a < end; ++a) {
+              scalar_t* out = dst + (r0 / br + a) * ncols + col0;
+              const scalar_t* block_row = src + a * br * Cin;
+              if (br == 1 && bc == 1) {  // unstructured: the norm of one entry is its magnitude
+                for (int64_t c = 0; c < gc_tap; ++c) out[c] = std::abs(block_row[c]);
+              } else {
+                for (int64_t c = 0; c < gc_tap; ++c) out[c] = block_norm(block_row + c * bc, br, bc, Cin, norm);
+              }
             }
           });
         }

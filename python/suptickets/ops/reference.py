@@ -129,10 +129,11 @@ def merge_blocks(rows, cols, drop, grow, grid_cols: int):
         raise ValueError("drop slots must be ascending and must not repeat")
     if (grow[1:] <= grow[:-1]).any():
         raise ValueError("grow blocks must be ascending without repeats")
+    drop, grow = drop.contiguous(), grow.contiguous()
     keep = torch.ones(nnz, dtype=torch.bool, device=device)
     keep[drop] = False
     ids = rows.long() * grid_cols + cols.long()
-    kept_ids, kept_src = ids[keep], keep.nonzero().squeeze(1)
+    kept_ids, kept_src = ids[keep].contiguous(), keep.nonzero().squeeze(1)
     at = torch.searchsorted(kept_ids, grow)
     hit = at < kept_ids.numel()
     if hit.any() and (kept_ids[at[hit]] == grow[hit]).any():
