@@ -41,7 +41,10 @@ std::tuple<Tensor, Tensor> prune_grow(const Tensor& drop_scores, const Tensor& g
                 "suptickets::prune_grow: rows and cols must be 1-D int32 CPU tensors with one entry per drop score (",
                 nnz, "), got ", t->scalar_type(), " of shape ", t->sizes());
   const int64_t gr = grow_scores.size(0), gc = grow_scores.size(1);
-  std::vector<uint8_t> active(gr * gc, 0);
+  // Active-block bytes of the grid, reused from call to call on this thread (no page faults).
+  thread_local std::vector<uint8_t> active_bytes;
+  std::vector<uint8_t>& active = active_bytes;
+  active.assign(gr * gc, 0);
   int64_t n_active = 0;
   const Tensor rc = rows.contiguous(), cc = cols.contiguous();
   const int32_t* r = rc.data_ptr<int32_t>();

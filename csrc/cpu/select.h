@@ -232,8 +232,21 @@ bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const 
 
   const int64_t chunks = std::clamp<int64_t>(n / 16384, 1, 4 * at::get_num_threads());
   auto begin = [n, chunks](int64_t c) { return c * n / chunks; };
-  std::vector<std::vector<int64_t>> low(chunks), band(chunks);
-  std::vector<std::vector<U>> band_keys(chunks);
+  // Per-chunk lists, kept (with their capacity) from call to call on this thread: fresh
+  // multi-MB buffers would cost a page fault per 4 KB each time.
+  // (Worker threads reach them through these references: a thread_local named inside the
+  // parallel lambda would be the worker's own.)
+  thread_local std::vector<std::vector<int64_t>> low_lists, band_lists;
+  thread_local std::vector<std::vector<U>> band_key_lists;
+  std::vector<std::vector<int64_t>>& low = low_lists;
+  std::vector<std::vector<int64_t>>& band = band_lists;
+  std::vector<std::vector<U>>& band_keys = band_key_lists;
+  for (auto* lists : {&low, &band}) {
+    if (int64_t(lists->size()) < chunks) lists->resize(chunks);
+    for (auto& list : *lists) list.clear();
+  }
+  if (int64_t(band_keys.size()) < chunks) band_keys.resize(chunks);
+  for (auto& list : band_keys) list.clear();
   std::vector<uint8_t> bad(chunks, 0);
   at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
     constexpr int64_t kTile = 512;
@@ -277,7 +290,7 @@ bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const 
   const int64_t r = k - below;
   std::vector<U> keys;
   keys.reserve(in_band);
-  for (const auto& part : band_keys) keys.insert(keys.end(), part.begin(), part.end());
+  for (int64_t c = 0; c < chunks; ++c) keys.insert(keys.end(), band_keys[c].begin(), band_keys[c].end());
   std::nth_element(keys.begin(), keys.begin() + (r - 1), keys.end());
   const U threshold = keys[r - 1];
   int64_t need = r - std::count_if(keys.begin(), keys.end(), [threshold](U u) { return u < threshold; });
