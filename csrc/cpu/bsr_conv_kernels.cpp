@@ -7,11 +7,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "stream_copy.h"
 #include "tile.h"
-
-#if SUPTICKETS_X86
-#include <xmmintrin.h>
-#endif
 
 namespace suptickets {
 namespace cpu {
@@ -47,17 +44,7 @@ struct Tap {
 // bypass the caches (a packed buffer larger than the last-level cache).
 template <class T>
 void copy_run(T* dst, const T* src, int64_t n, bool stream) {
-#if SUPTICKETS_X86
-  if constexpr (std::is_same_v<T, float>) {
-    if (stream) {
-      for (int64_t j = 0; j < n; j += 4) _mm_stream_ps(dst + j, _mm_loadu_ps(src + j));
-      return;
-    }
-  }
-#else
-  (void)stream;
-#endif
-  std::memcpy(dst, src, n * sizeof(T));
+  copy_bytes(dst, src, n * int64_t(sizeof(T)), stream && std::is_same_v<T, float>);
 }
 
 Tap tap_of(const ConvGeometry& g, int64_t col) {

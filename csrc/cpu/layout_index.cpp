@@ -4,6 +4,8 @@
 // values and optimizer state to their new slots. All are O(nnz + grid side).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+
+#include "stream_copy.h"
 #include <torch/library.h>
 
 #include <algorithm>
@@ -195,6 +197,9 @@ std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Ten
   return {new_rows, new_cols, src};
 }
 
+// Gathered outputs at least this large are written with non-temporal stores.
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
 // out[s] = t[src[s]] (rows of a [nnz, ...] tensor), zeros where src[s] == -1: values and
 // optimizer state follow a topology change (sparse/repack.py).
 Tensor gather_slots(const Tensor& t_in, const Tensor& src_in) {
@@ -233,15 +238,19 @@ Tensor gather_slots(const Tensor& t_in, const Tensor& src_in) {
   } else {
     const char* from = static_cast<const char*>(t.data_ptr());
     char* to = static_cast<char*>(out.data_ptr());
-    at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
+    // Outputs larger than the caches are written around them (values and optimizer state
+    // of a whole layer, read again only by the next step).
+    const bool stream = n * row_bytes >= kStreamBytes && row_bytes % 16 == 0;
+    at::parallel_for(0, n, 64, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const int64_t j = sp[i];
         if (j < -1 || j >= rows) bad = true;
         if (j >= 0 && j < rows)
-          std::memcpy(to + i * row_bytes, from + j * row_bytes, row_bytes);
+          copy_bytes(to + i * row_bytes, from + j * row_bytes, row_bytes, stream);
         else
           std::memset(to + i * row_bytes, 0, row_bytes);
       }
+      if (stream) store_fence();
     });
   }
   TORCH_CHECK(!bad, "suptickets: src entries must be -1 or an old slot in [0, ", rows, ")");
