@@ -207,6 +207,8 @@ def test_granet_reaches_the_final_density_exactly_and_follows_the_cubic_schedule
     assert events == {"prune", "prune-regrow"}
     regrown = [r for r in sparse.history if r.event == "prune-regrow"]
     assert regrown and all(r.pruned == r.grown for r in regrown) and any(r.grown > 0 for r in regrown)
+    for r in regrown:  # regeneration rate: regrow_fraction (0.5) cosine-decayed over the run (40 steps)
+        assert r.grown == math.floor(cosine_decay(0.5, r.step, 40) * r.nnz), r
 
 
 def test_granet_prunes_by_global_magnitude():
