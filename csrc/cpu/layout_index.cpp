@@ -116,13 +116,10 @@ std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Ten
     TORCH_CHECK(g[i] >= 0 && (i == 0 || g[i] > g[i - 1]),
                 "suptickets: grow blocks must be ascending without repeats and >= 0");
   const int64_t n_new = nnz - nd + ng;
-  std::vector<uint8_t> keep(nnz + 1, 1);
+  std::vector<uint8_t> keep(nnz, 1);
   for (int64_t i = 0; i < nd; ++i) keep[d[i]] = 0;
-  keep[nnz] = 1;  // sentinel: the scan for the next kept slot stops at nnz
   // Rows and columns of the grown blocks (a double-precision quotient, corrected: no integer division).
-  std::vector<int64_t> grown(g, g + ng);
-  grown.push_back(std::numeric_limits<int64_t>::max());
-  std::vector<int32_t> grown_row(ng + 1, 0), grown_col(ng + 1, 0);
+  std::vector<int32_t> grown_row(ng), grown_col(ng);
   const double inv = 1.0 / double(grid_cols);
   for (int64_t i = 0; i < ng; ++i) {
     int64_t q = int64_t(double(g[i]) * inv);
@@ -131,70 +128,67 @@ std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Ten
     grown_row[i] = int32_t(q);
     grown_col[i] = int32_t(g[i] - q * grid_cols);
   }
-  Tensor new_rows = at::empty({n_new}, at::kInt), new_cols = at::empty({n_new}, at::kInt);
-  Tensor src = at::empty({n_new}, at::kLong);
+  // One extra entry: a dropped last slot writes its (overwritten or unused) entry there.
+  Tensor new_rows = at::empty({n_new + 1}, at::kInt), new_cols = at::empty({n_new + 1}, at::kInt);
+  Tensor src = at::empty({n_new + 1}, at::kLong);
   int32_t* nr = new_rows.data_ptr<int32_t>();
   int32_t* nc = new_cols.data_ptr<int32_t>();
   int64_t* ns = src.data_ptr<int64_t>();
-  // Merge of the kept slots (in order) and the grown blocks (ascending), in parts of the slot
-  // range merged in parallel; a grow id equal to a kept one is an error.
+  // Merge in parts of the old slot range, in parallel. Every old slot, kept or dropped, is
+  // written at the next output position, which only a kept slot then claims: a dropped
+  // slot's entry is overwritten by whatever comes next (no branch on the drop pattern).
+  // Grown blocks go before the first old slot of a larger id; a grow id equal to a kept
+  // slot's is an error.
   const int64_t parts = std::clamp<int64_t>(nnz / 65536, 1, 4 * at::get_num_threads());
   std::vector<int64_t> slot0(parts + 1), grow0(parts + 1), out0(parts + 1);
   for (int64_t p = 0; p <= parts; ++p) {
-    slot0[p] = p * nnz / parts;  // part p merges kept slots [slot0[p], slot0[p+1]) ...
+    slot0[p] = p * nnz / parts;
     const int64_t id = slot0[p] < nnz ? int64_t(r[slot0[p]]) * grid_cols + c[slot0[p]]
                                       : std::numeric_limits<int64_t>::max();
-    grow0[p] = p == 0 ? 0 : p == parts ? ng : std::lower_bound(g, g + ng, id) - g;  // ... and these grown blocks
+    grow0[p] = p == 0 ? 0 : p == parts ? ng : std::lower_bound(g, g + ng, id) - g;
     const int64_t dropped_before = std::lower_bound(d, d + nd, slot0[p]) - d;
     out0[p] = slot0[p] - dropped_before + grow0[p];
   }
-  // next[s]: the next kept slot after s within its part (the part's end if none), so that the
-  // merge advances without a data-dependent branch.
-  std::vector<int32_t> next(nnz + 1, int32_t(nnz)), first(parts);
-  at::parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
-    for (int64_t p = pb; p < pe; ++p) {
-      int32_t following = int32_t(slot0[p + 1]);
-      for (int64_t s = slot0[p + 1] - 1; s >= slot0[p]; --s) {
-        next[s] = following;
-        following = keep[s] ? int32_t(s) : following;
-      }
-      first[p] = following;
-    }
-  });
   std::atomic<int64_t> collisions{0};
   at::parallel_for(0, parts, 1, [&](int64_t pb, int64_t pe) {
     // Locals, not captured references: the compiler keeps them in registers in the loop.
     const int32_t* const r_ = r;
     const int32_t* const c_ = c;
-    const int32_t* const next_ = next.data();
-    const int64_t* const grown_ = grown.data();
+    const uint8_t* const keep_ = keep.data();
+    const int64_t* const g_ = g;
     const int32_t* const grown_row_ = grown_row.data();
     const int32_t* const grown_col_ = grown_col.data();
     int32_t* const nr_ = nr;
     int32_t* const nc_ = nc;
     int64_t* const ns_ = ns;
-    const int64_t gcols = grid_cols, last = std::max<int64_t>(nnz - 1, 0);
-    constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+    const int64_t gcols = grid_cols;
     for (int64_t p = pb; p < pe; ++p) {
-      int64_t s = first[p], gi = grow0[p], found = 0;
-      const int64_t s_end = slot0[p + 1], g_end = grow0[p + 1];
-      for (int64_t out = out0[p], out_end = out0[p + 1]; out < out_end; ++out) {
-        const int64_t sr = std::min(s, last);  // a readable slot; its values are used only if s < s_end
-        const int64_t kept_id = s < s_end ? int64_t(r_[sr]) * gcols + c_[sr] : kNone;
-        const int64_t b = gi < g_end ? grown_[gi] : kNone;
-        found += b == kept_id;
-        const bool take_grow = b <= kept_id;
-        nr_[out] = take_grow ? grown_row_[gi] : r_[sr];
-        nc_[out] = take_grow ? grown_col_[gi] : c_[sr];
-        ns_[out] = take_grow ? -1 : s;
-        gi += take_grow;
-        s = take_grow ? s : next_[sr];
+      int64_t out = out0[p], gi = grow0[p], found = 0;
+      const int64_t g_end = grow0[p + 1];
+      for (int64_t s = slot0[p], s_end = slot0[p + 1]; s < s_end; ++s) {
+        const int64_t id = int64_t(r_[s]) * gcols + c_[s];
+        for (; gi < g_end && g_[gi] < id; ++gi, ++out) {
+          nr_[out] = grown_row_[gi];
+          nc_[out] = grown_col_[gi];
+          ns_[out] = -1;
+        }
+        const uint8_t k = keep_[s];
+        found += k & uint8_t(gi < g_end && g_[gi] == id);
+        nr_[out] = r_[s];
+        nc_[out] = c_[s];
+        ns_[out] = s;
+        out += k;
+      }
+      for (; gi < g_end; ++gi, ++out) {
+        nr_[out] = grown_row_[gi];
+        nc_[out] = grown_col_[gi];
+        ns_[out] = -1;
       }
       collisions += found;
     }
   });
   TORCH_CHECK(collisions == 0, "suptickets: a grow block is already active (", collisions.load(), " of them)");
-  return {new_rows, new_cols, src};
+  return {new_rows.narrow(0, 0, n_new), new_cols.narrow(0, 0, n_new), src.narrow(0, 0, n_new)};
 }
 
 // Gathered outputs at least this large are written with non-temporal stores.
