@@ -4,6 +4,9 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <atomic>
+#include <cstring>
+
 #include "select.h"
 
 namespace suptickets {
@@ -44,29 +47,35 @@ std::tuple<Tensor, Tensor> prune_grow(const Tensor& drop_scores, const Tensor& g
   // Active-block bytes of the grid, reused from call to call on this thread (no page faults).
   thread_local std::vector<uint8_t> active_bytes;
   std::vector<uint8_t>& active = active_bytes;
-  active.assign(gr * gc, 0);
-  int64_t n_active = 0;
+  const int64_t n = gr * gc;
+  if (int64_t(active.size()) < n) active.resize(n);
+  uint8_t* const act = active.data();
+  at::parallel_for(0, n, 1 << 20, [&](int64_t b, int64_t e) { std::memset(act + b, 0, e - b); });
   const Tensor rc = rows.contiguous(), cc = cols.contiguous();
   const int32_t* r = rc.data_ptr<int32_t>();
   const int32_t* c = cc.data_ptr<int32_t>();
-  for (int64_t s = 0; s < nnz; ++s) {
-    TORCH_CHECK(r[s] >= 0 && r[s] < gr && c[s] >= 0 && c[s] < gc, "suptickets::prune_grow: slot ", s, " block (",
-                r[s], ", ", c[s], ") lies outside the ", gr, " x ", gc, " grid of grow_scores");
-    uint8_t& a = active[int64_t(r[s]) * gc + c[s]];
-    n_active += !a;
-    a = 1;
-  }
+  std::atomic<bool> outside{false};
+  at::parallel_for(0, nnz, 1 << 16, [&](int64_t b, int64_t e) {
+    const int32_t* const r_ = r;
+    const int32_t* const c_ = c;
+    bool ok = true;
+    for (int64_t s = b; s < e; ++s) {
+      const bool inside = r_[s] >= 0 && r_[s] < gr && c_[s] >= 0 && c_[s] < gc;
+      ok &= inside;
+      if (inside) act[int64_t(r_[s]) * gc + c_[s]] = 1;
+    }
+    if (!ok) outside = true;
+  });
+  TORCH_CHECK(!outside, "suptickets::prune_grow: a block of rows/cols lies outside the ", gr, " x ", gc,
+              " grid of grow_scores");
   const int64_t* dropped = drop.data_ptr<int64_t>();
-  for (int64_t i = 0; i < k_drop; ++i) {
-    uint8_t& a = active[int64_t(r[dropped[i]]) * gc + c[dropped[i]]];
-    n_active -= a;
-    a = 0;
-  }
+  at::parallel_for(0, k_drop, 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) act[int64_t(r[dropped[i]]) * gc + c[dropped[i]]] = 0;
+  });
   const Tensor gs = grow_scores.contiguous();
   Tensor grow = at::empty({k_grow}, at::kLong);
   AT_DISPATCH_FLOATING_TYPES(gs.scalar_type(), "prune_grow", [&] {
-    select_k(gs.data_ptr<scalar_t>(), gr * gc, k_grow, true, active.data(), "grow scores", grow.data_ptr<int64_t>(),
-             gr * gc - n_active);
+    select_k(gs.data_ptr<scalar_t>(), n, k_grow, true, act, "grow scores", grow.data_ptr<int64_t>());
   });
   return {drop, grow};
 }

@@ -9,6 +9,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -199,8 +200,12 @@ void small_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const c
 
 inline int64_t count_candidates(const uint8_t* skip, int64_t n) {
   if (!skip) return n;
-  int64_t skipped = 0;
-  for (int64_t i = 0; i < n; ++i) skipped += skip[i] != 0;
+  std::atomic<int64_t> skipped{0};
+  at::parallel_for(0, n, 1 << 20, [&](int64_t b, int64_t e) {
+    int64_t here = 0;
+    for (int64_t i = b; i < e; ++i) here += skip[i] != 0;
+    skipped += here;
+  });
   return n - skipped;
 }
 
@@ -216,7 +221,11 @@ bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const 
   auto key = [s, skip](int64_t i) { return select_key<T, kLargest>(s, skip, i); };
   const int64_t m = std::min<int64_t>(n / 16, 16384);
   std::vector<U> sample(m);
-  for (int64_t j = 0; j < m; ++j) sample[j] = key(j * n / m);
+  constexpr int64_t kAhead = 16;  // strided loads miss the caches: keep several in flight
+  for (int64_t j = 0; j < m; ++j) {
+    if (j + kAhead < m) __builtin_prefetch(s + (j + kAhead) * n / m);
+    sample[j] = key(j * n / m);
+  }
   const double q = double(k) / double(n);
   const double delta = 4.0 * std::sqrt(double(m) * q * (1.0 - q)) + 8.0;
   const int64_t rank_lo = int64_t(std::floor(q * m - delta)), rank_hi = int64_t(std::ceil(q * m + delta));
