@@ -159,3 +159,22 @@ def test_inputs_and_gradients_are_kept_only_for_update_steps():
         sparse.step()
         assert all(not m._captured_inputs and not m._captured_grads for _, m in layers(model))  # released
     assert kept == [False, False, True, False, False, True]
+
+
+def test_rigl_with_a_compiled_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(st.SparseLinear(64, 128, density=0.3, block_size=(16, 16)), nn.ReLU(),
+                          st.SparseLinear(128, 32, density=0.3, block_size=(16, 16)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sparse = st.SparseTraining(model, optimizer, st.RigL(update_every=2, end=0.9), total_steps=10)
+    compiled = torch.compile(model)
+    nnz = [m.nnz for _, m in layers(model)]
+    x, y = torch.randn(32, 64), torch.randint(0, 32, (32,))
+    for _ in range(6):
+        loss = F.cross_entropy(compiled(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        sparse.step()
+    assert torch.isfinite(loss)
+    assert sorted({r.step for r in sparse.history}) == [2, 4, 6] and any(r.grown for r in sparse.history)
+    assert [m.nnz for _, m in layers(model)] == nnz
