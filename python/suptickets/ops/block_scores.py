@@ -77,6 +77,11 @@ def conv2d_grad_scores(x: torch.Tensor, grad_out: torch.Tensor, block_size, *, k
                                          (dilation, "dilation"))]
     if x.dim() != 4 or grad_out.dim() != 4:
         raise ValueError("conv2d_grad_scores: x and grad_out must be 4-D NCHW tensors")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = geometry
+    expected = ((x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+    if tuple(grad_out.shape[2:]) != expected:
+        raise ValueError(f"conv2d_grad_scores: grad_out's spatial size {tuple(grad_out.shape[2:])} does not match "
+                         f"the convolution of a {tuple(x.shape[2:])} input, {expected}")
     if grad_out.shape[1] % br or x.shape[1] % bc:
         raise ValueError(f"conv2d_grad_scores: block_size {(br, bc)} must divide "
                          f"(out_channels={grad_out.shape[1]}, in_channels={x.shape[1]})")
