@@ -81,7 +81,8 @@ def test_bsr_linear_unusual_inputs(case):
         torch.testing.assert_close(db, rdb, **tol)
 
 
-def test_bsr_linear_runs_the_cpp_kernel():
+def test_bsr_linear_runs_the_cpp_kernel(force_backend):
+    force_backend("cpu")  # these check the C++ kernels themselves
     layout = make_layout((32, 32), (16, 16), "half")
     x, v = torch.randn(4, 32, requires_grad=True), torch.randn(layout.nnz, 16, 16, requires_grad=True)
     with torch.profiler.profile() as prof:
@@ -155,7 +156,8 @@ def test_other_dtypes_fall_back_to_the_reference():
     torch.testing.assert_close(st.ops.bsr_linear(x, v, layout), reference.bsr_linear(x, v, layout))
 
 
-def test_scratch_buffers_are_reused_and_can_be_released():
+def test_scratch_buffers_are_reused_and_can_be_released(force_backend):
+    force_backend("cpu")  # these check the C++ kernels themselves
     layout = make_layout((64, 64), (16, 16), "half")
     x, v = torch.randn(40, 64), torch.randn(layout.nnz, 16, 16)
     st.ops.release_workspace()
@@ -182,7 +184,8 @@ def test_bsr_linear_block_row_counts(rows):
         torch.testing.assert_close(a, b, **tol)
 
 
-def test_freed_large_outputs_are_kept_for_reuse_and_released_on_request():
+def test_freed_large_outputs_are_kept_for_reuse_and_released_on_request(force_backend):
+    force_backend("cpu")  # these check the C++ kernels themselves
     layout = make_layout((512, 64), (16, 16), "half")
     x, v = torch.randn(1024, 64), torch.randn(layout.nnz, 16, 16)
     st.ops.release_workspace()

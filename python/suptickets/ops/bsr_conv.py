@@ -52,6 +52,10 @@ def bsr_conv2d(
         raise ValueError(
             f"bsr_conv2d: input has {x.shape[1]} channels, the weight expects {layout.shape[1] // (kh * kw)}"
         )
+    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
+    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    if padded[0] < span[0] or padded[1] < span[1]:
+        raise ValueError(f"bsr_conv2d: the padded input {padded} is smaller than the dilated kernel {span}")
     if backend.choose(x, values, layout.block_size) == "reference":
         return reference.bsr_conv2d(
             x, values, layout, bias, kernel_size=(kh, kw), stride=stride, padding=padding, dilation=dilation
