@@ -31,4 +31,11 @@ TORCH_LIBRARY(suptickets, m) {
   m.def("layout_index(Tensor rows, Tensor cols, int grid_rows, int grid_cols) -> (Tensor, Tensor, Tensor)");
   m.def("merge_blocks(Tensor rows, Tensor cols, Tensor drop, Tensor grow, int grid_cols) -> (Tensor, Tensor, Tensor)");
   m.def("gather_slots(Tensor t, Tensor src) -> Tensor");
+  // Sup-tickets superposition (csrc/cpu/superpose.cpp).
+  m.def(
+      "superpose_union(Tensor acc_values, Tensor acc_rows, Tensor acc_cols, Tensor acc_counts, Tensor values, "
+      "Tensor rows, Tensor cols, int t, str rule, float beta, str kind) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "superpose_(Tensor(a!) acc_values, Tensor acc_rows, Tensor acc_cols, Tensor acc_counts, Tensor values, "
+      "Tensor rows, Tensor cols, int t, str rule, float beta, str kind) -> (Tensor, Tensor, Tensor)");
 }

@@ -5,10 +5,11 @@
     model = st.sparsify(model, density=0.1, distribution="erk", block_size=(32, 32))
 """
 from . import ops
-from .methods import SET, SNIP, GraNet, RigL, SparseTraining, Static
+from .methods import SET, SNIP, GraNet, RigL, SparseTraining, Static, Superposer, SupTickets, TicketEnsemble
 from .sparse import (BlockLayout, SparseConv2d, SparseLinear, densify, layer_densities, sparsify,
                      sparsity_table)
 
 __version__ = "0.1.0"
 __all__ = ["ops", "BlockLayout", "SparseLinear", "SparseConv2d", "sparsify", "densify", "sparsity_table",
-           "layer_densities", "SparseTraining", "Static", "SNIP", "SET", "RigL", "GraNet"]
+           "layer_densities", "SparseTraining", "Static", "SNIP", "SET", "RigL", "GraNet",
+           "SupTickets", "Superposer", "TicketEnsemble"]

@@ -6,7 +6,10 @@ from .set import SET
 from .snip import SNIP
 from .static import Static
 from .topology import LayerUpdate, Topology, select_global
+from .ensemble import TicketEnsemble
+from .sup_tickets import SupTickets, cyclic_lr
+from .superposer import Superposer
 from .training import SparseTraining
 
-__all__ = ["Method", "Static", "SNIP", "SET", "RigL", "GraNet", "SparseTraining", "Topology", "LayerUpdate",
+__all__ = ["Method", "Static", "SNIP", "SET", "RigL", "GraNet", "SparseTraining", "SupTickets", "Superposer", "TicketEnsemble", "cyclic_lr", "Topology", "LayerUpdate",
            "select_global"]

@@ -22,7 +22,7 @@ class LayerUpdate:
     """What one topology change did to one layer (counts in blocks)."""
     step: int
     layer: str
-    event: str      # "prune-regrow", "prune" (global magnitude pruning), "snip", "densify"
+    event: str      # "prune-regrow", "prune" (global magnitude pruning), "snip", "densify", "explore"
     pruned: int
     grown: int
     nnz: int        # active blocks after the change
@@ -97,10 +97,10 @@ class Topology:
         return rec
 
     def prune_regrow(self, step: int, name: str, layer: BlockSparseWeight, k: int, growth: str,
-                     grow_scores: torch.Tensor | None = None) -> LayerUpdate:
+                     grow_scores: torch.Tensor | None = None, event: str = "prune-regrow") -> LayerUpdate:
         """Drops the ``k`` lowest-magnitude blocks of ``layer`` and grows ``k`` by ``growth``
         ("gradient" or "random"), or by the given ``grow_scores`` grid; grown blocks and their
-        optimizer state start at zero."""
+        optimizer state start at zero. ``event`` names the change in the record."""
         k = min(int(k), layer.nnz)
         if k > 0:
             layout = layer.layout
@@ -109,7 +109,7 @@ class Topology:
             drop, grow = ops.prune_grow(self.magnitude(layer), grow_scores, layout, k)
             new_layout, src = layout.replace_blocks(drop, grow)
             repack(layer, new_layout, src, self.optimizer)
-        return self._record(step, name, layer, "prune-regrow", k, k)
+        return self._record(step, name, layer, event, k, k)
 
     def keep_global(self, step: int, scores: list[torch.Tensor], keep_weights: int, event: str) -> list[LayerUpdate]:
         """Keeps the blocks of highest score per weight across all layers, ``keep_weights``

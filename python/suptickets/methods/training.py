@@ -7,12 +7,17 @@
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..sparse import sparsity_table
 from ..sparse.repack import swap_parameter
 from .base import Method
+from .ensemble import TicketEnsemble
 from .schedule import check_choice, check_steps
+from .sup_tickets import SupTickets
+from .superposer import unwrap
 from .topology import LayerUpdate, Topology
 
 _STATE_VERSION = 1
@@ -28,7 +33,9 @@ class SparseTraining:
             change; grown blocks start with zero weights and zero state.
         method: ``Static()``, ``SNIP()``, ``SET(...)``, ``RigL(...)`` or ``GraNet(...)``.
         total_steps: optimizer steps of the whole run (``step()`` calls); schedules refer to it.
-        sup_tickets: the Sup-tickets booster (not available yet: must be ``None``).
+        sup_tickets: a ``SupTickets(...)`` booster: the last part of the run becomes its cyclic
+            phase (learning rate of Eq. 3, explorations, tickets superposed), and
+            ``ultimate_model()`` returns the superposed network.
         seed: seed of the generator for random growth and fresh initialisation (default:
             drawn from torch's global RNG, so ``torch.manual_seed`` fixes it).
         score: "l1" or "l2": the block norm used for magnitude and gradient scores.
@@ -42,8 +49,8 @@ class SparseTraining:
                  *, sup_tickets=None, seed: int | None = None, score: str = "l1"):
         if not isinstance(method, Method):
             raise TypeError(f"method must be a suptickets method (Static, SNIP, SET, RigL, GraNet), got {method!r}")
-        if sup_tickets is not None:
-            raise NotImplementedError("the Sup-tickets booster is not available yet; pass sup_tickets=None")
+        if sup_tickets is not None and not isinstance(sup_tickets, SupTickets):
+            raise TypeError(f"sup_tickets must be a SupTickets(...) booster or None, got {sup_tickets!r}")
         check_choice(score, "score", ("l1", "l2"))
         self.model = model
         self.optimizer = optimizer
@@ -54,6 +61,10 @@ class SparseTraining:
         self.generator = torch.Generator().manual_seed(int(seed))
         self.topology = Topology(model, optimizer, self.generator, score)
         method.bind(self.total_steps)
+        self.sup_tickets = sup_tickets
+        if sup_tickets is not None:
+            sup_tickets.bind(self.total_steps)
+            sup_tickets.check_method(method)
         self.step_count = 0
         self.history: list[LayerUpdate] = list(method.setup(self.topology))
         self._arm()
@@ -64,19 +75,58 @@ class SparseTraining:
         """One optimizer step (``optimizer.step(closure)``), then the method's topology update
         when this step calls for one. Returns what ``optimizer.step`` returned."""
         t = self.step_count + 1
-        if self.method.scores_instead(t):
+        boost = self.sup_tickets
+        cyclic = boost is not None and boost.in_phase(t)
+        if cyclic:
+            boost.set_lr(self.optimizer, t)
+        if not cyclic and self.method.scores_instead(t):
             self.method.score(t, self.topology)
             result = None
         else:
             result = self.optimizer.step() if closure is None else self.optimizer.step(closure)
-        self.history += self.method.update(t, self.topology)
+        if not cyclic:  # the base method's own updates are off in the cyclic phase
+            self.history += self.method.update(t, self.topology)
+        if boost is not None:
+            self.history += boost.after_step(t, self.model, self.optimizer, self.topology, self.method.growth)
         self.step_count = t
         self._arm()
         return result
 
     def _arm(self) -> None:
         """Layers keep inputs and output gradients only during steps whose update reads them."""
-        self.topology.capture_gradients(self.method.needs_gradient(self.step_count + 1))
+        t, boost = self.step_count + 1, self.sup_tickets
+        needs = self.method.needs_gradient(t) if boost is None or not boost.in_phase(t) else False
+        if boost is not None:
+            needs = needs or boost.needs_gradient(t, self.method.growth)
+        self.topology.capture_gradients(needs)
+
+    # ---- Sup-tickets ---------------------------------------------------------------------
+
+    def ultimate_model(self, loader=None) -> torch.nn.Module:
+        """The superposed network of the tickets collected so far ("ultimate ticket"): a new
+        model at the tickets' sparsity, in eval mode, BatchNorm statistics averaged (or, with
+        ``bn="recompute"``, recomputed over ``loader``). The live model is not changed."""
+        return self._boost().ultimate_model(self.model, loader)
+
+    def ticket_ensemble(self) -> TicketEnsemble:
+        """The tickets as an ensemble averaging their softmax outputs (paper Appendix E);
+        needs ``SupTickets(keep_tickets=True)``."""
+        boost = self._boost()
+        if not boost.keep_tickets:
+            raise RuntimeError("ticket_ensemble needs SupTickets(keep_tickets=True)")
+        if not boost.tickets:
+            raise RuntimeError("no ticket has been collected yet")
+        members = []
+        for state in boost.tickets:
+            member = copy.deepcopy(unwrap(self.model))
+            member.load_state_dict(state)
+            members.append(member.eval())
+        return TicketEnsemble(members)
+
+    def _boost(self) -> SupTickets:
+        if self.sup_tickets is None:
+            raise RuntimeError("this run has no Sup-tickets booster: pass sup_tickets=SupTickets(...)")
+        return self.sup_tickets
 
     # ---- reporting -------------------------------------------------------------------
 
@@ -102,6 +152,7 @@ class SparseTraining:
             "history": [r.as_dict() for r in self.history],
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "sup_tickets": None if self.sup_tickets is None else self.sup_tickets.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -113,6 +164,8 @@ class SparseTraining:
             raise ValueError(f"the state is of a {state['method']} run, this run uses {type(self.method).__name__}")
         if state["total_steps"] != self.total_steps:
             raise ValueError(f"the state is of a run of {state['total_steps']} steps, this one has {self.total_steps}")
+        if (state.get("sup_tickets") is None) != (self.sup_tickets is None):
+            raise ValueError("the state and this run differ in using the Sup-tickets booster")
         before = [(layer, layer.values) for _, layer in self.topology.layers]
         self.model.load_state_dict(state["model"])
         for layer, old in before:  # a layer whose nnz differs got a new parameter
@@ -122,5 +175,7 @@ class SparseTraining:
         self.generator.set_state(state["generator"])
         self.method.load_state_dict(state["method_state"])
         self.history = [LayerUpdate(**r) for r in state["history"]]
+        if self.sup_tickets is not None:
+            self.sup_tickets.load_state_dict(state["sup_tickets"])
         self.step_count = int(state["step"])
         self._arm()

@@ -11,6 +11,7 @@ from .bsr_conv import bsr_conv2d
 from .bsr_matmul import bsr_linear
 from .layout_index import gather_slots, layout_index, merge_blocks
 from .prune_grow import prune_grow
+from .superpose import superpose_, superpose_union
 
 __all__ = ["bsr_linear", "bsr_conv2d", "block_scores", "linear_grad_scores", "conv2d_grad_scores", "prune_grow",
-           "layout_index", "merge_blocks", "gather_slots", "reference", "extension_available", "simd_level", "workspace_bytes", "release_workspace"]
+           "layout_index", "merge_blocks", "gather_slots", "superpose_union", "superpose_", "reference", "extension_available", "simd_level", "workspace_bytes", "release_workspace"]

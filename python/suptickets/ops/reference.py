@@ -153,3 +153,52 @@ def gather_slots(t, src):
         return t.new_zeros((src.numel(), *t.shape[1:]))
     out = t.index_select(0, src.clamp(min=0))
     return out.masked_fill_((src < 0).view(-1, *([1] * (t.dim() - 1))), 0)
+
+
+# ---- Sup-tickets superposition -------------------------------------------------------------
+
+
+def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t: int, mode: str, beta: float,
+                    kind: str = "l1"):
+    """The accumulator's and the ticket's blocks merged on the union of their supports (row-major):
+    ``(values, rows, cols, counts, scores)``. CIA: ``(t-1)/t * acc + 1/t * ticket``; CIMA:
+    ``beta * acc + (1-beta) * ticket`` (a block missing from one side counts as zeros there);
+    CAA: ``(n * acc + ticket) / (n + 1)`` where the ticket has the block (``n`` its count),
+    the accumulator's block unchanged elsewhere. ``counts`` add one where the ticket has the
+    block; ``scores`` are the merged blocks' norms."""
+    na = acc_values.shape[0]
+    key = lambda r, c: r.long() * 2**31 + c.long()  # noqa: E731  row-major order of (row, col)
+    acc_keys, keys = key(acc_rows, acc_cols), key(rows, cols)
+    if (acc_keys[1:] <= acc_keys[:-1]).any() or (keys[1:] <= keys[:-1]).any():
+        raise ValueError("the blocks of the accumulator and of the ticket must be in row-major order without repeats")
+    keys, inverse = torch.unique(torch.cat([acc_keys, keys]), return_inverse=True)
+    ia, it = inverse[:na], inverse[na:]
+    n = keys.numel()
+    acc = acc_values.new_zeros((n, *acc_values.shape[1:]))
+    tic = torch.zeros_like(acc)
+    acc[ia], tic[it] = acc_values, values
+    counts = torch.zeros(n, dtype=torch.int32, device=acc.device)
+    counts[ia] = acc_counts
+    in_ticket = torch.zeros(n, dtype=torch.bool, device=acc.device)
+    in_ticket[it] = True
+    if mode == "cia":
+        out = acc * ((t - 1) / t) + tic * (1 / t)
+    elif mode == "cima":
+        out = acc * beta + tic * (1 - beta)
+    else:
+        n_ = counts.to(acc.dtype).view(-1, 1, 1)
+        out = torch.where(in_ticket.view(-1, 1, 1), (n_ * acc + tic) * (1 / (n_ + 1)), acc)
+    counts = counts + in_ticket.int()
+    return (out, (keys // 2**31).to(torch.int32), (keys % 2**31).to(torch.int32), counts,
+            block_scores(out, kind))
+
+
+def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t: int, mode: str, beta: float,
+               kind: str = "l1"):
+    """``superpose_union``, then the ``len(acc_values)`` merged blocks of largest norm (ties: the
+    earlier block) are written into ``acc_values`` in place. Returns their ``(rows, cols, counts)``."""
+    out, urows, ucols, ucounts, scores = superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows,
+                                                         cols, t, mode, beta, kind)
+    kept = torch.sort(scores, descending=True, stable=True).indices[:acc_values.shape[0]].sort().values
+    acc_values.copy_(out[kept])
+    return urows[kept], ucols[kept], ucounts[kept]

@@ -1,0 +1,101 @@
+"""Superposition of Sup-tickets (DESIGN.md, "Sup-tickets, exactly"): a ticket's sparse weight
+merged into the sparse accumulator of the superposed ticket, on the union of their
+supports, then magnitude re-pruning.
+
+- ``superpose_union``: the merged blocks (at most both supports together) with their
+  counts and block norms, for a caller that re-prunes itself (one global threshold).
+- ``superpose_``: the same merge, then the blocks of largest norm, as many as the
+  accumulator holds, written into the accumulator's values in place (per-layer re-pruning).
+
+The accumulator is ``(values[n, br, bc], rows, cols, counts)``: row-major slots like a
+``BlockLayout``'s, ``counts`` (int32) how many merged tickets had each block since it last
+entered the accumulator (CAA divides by it). ``t`` is the number of the ticket being merged
+(the accumulator holds tickets ``1..t-1``, ``t >= 2``). No ``[R, C]`` tensor is formed.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _extension, backend, reference
+
+MODES = ("cia", "caa", "cima")
+
+
+def _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if kind not in ("l1", "l2"):
+        raise ValueError(f"kind must be 'l1' or 'l2'; got {kind!r}")
+    if mode == "cima" and not 0.0 <= float(beta) < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    if mode == "cia" and int(t) < 2:
+        raise ValueError(f"t (the number of the ticket being merged) must be >= 2, got {t}")
+    if acc_values.dim() != 3 or values.dim() != 3 or acc_values.shape[1:] != values.shape[1:]:
+        raise ValueError(f"acc_values and values must be [n, br, bc] with the same blocks, got "
+                         f"{tuple(acc_values.shape)} and {tuple(values.shape)}")
+    if acc_values.dtype != values.dtype or acc_values.device != values.device:
+        raise TypeError(f"acc_values ({acc_values.dtype}, {acc_values.device}) and values ({values.dtype}, "
+                        f"{values.device}) must have the same dtype and device")
+    for name, idx, n in (("acc_rows", acc_rows, acc_values.shape[0]), ("acc_cols", acc_cols, acc_values.shape[0]),
+                         ("acc_counts", acc_counts, acc_values.shape[0]), ("rows", rows, values.shape[0]),
+                         ("cols", cols, values.shape[0])):
+        if idx.dtype != torch.int32 or idx.dim() != 1 or idx.numel() != n:
+            raise ValueError(f"{name} must be a 1-D int32 tensor of {n} entries, got {idx.dtype} {tuple(idx.shape)}")
+
+
+def _call(op, *args):
+    try:
+        return op(*args)
+    except RuntimeError as exc:
+        if "row-major" in str(exc):
+            raise ValueError(str(exc).split("\n")[0].removeprefix("suptickets::superpose: ")) from None
+        raise
+
+
+def _kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols):
+    return (acc_values, acc_rows.cpu(), acc_cols.cpu(), acc_counts.cpu(), values.detach(), rows.cpu(), cols.cpu())
+
+
+def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t: int, mode: str = "cia",
+                    beta: float = 0.8, kind: str = "l1"):
+    """``(values, rows, cols, counts, scores)`` of the merged blocks, row-major (see module doc)."""
+    _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind)
+    acc_values, values = acc_values.detach(), values.detach()
+    if backend.choose_for(acc_values, values) == "reference":
+        return reference.superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, int(t),
+                                         mode, float(beta), kind)
+    return _call(torch.ops.suptickets.superpose_union.default,
+        *_kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols), int(t), mode, float(beta),
+        kind)
+
+
+def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t: int, mode: str = "cia",
+               beta: float = 0.8, kind: str = "l1"):
+    """Merges the ticket into the accumulator and keeps, in ``acc_values`` (written in place,
+    contiguous), its ``len(acc_values)`` blocks of largest norm (ties: the earlier block).
+    Returns the accumulator's new ``(rows, cols, counts)``."""
+    _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind)
+    if not acc_values.is_contiguous():
+        raise ValueError("acc_values must be contiguous (it is written in place)")
+    with torch.no_grad():
+        if backend.choose_for(acc_values, values) == "reference":
+            return reference.superpose_(acc_values, acc_rows, acc_cols, acc_counts, values.detach(), rows, cols,
+                                        int(t), mode, float(beta), kind)
+        return _call(torch.ops.suptickets.superpose_.default,
+            *_kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols), int(t), mode,
+            float(beta), kind)
+
+
+if _extension.available:
+
+    @torch.library.register_fake("suptickets::superpose_union")
+    def _superpose_union_fake(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, rule, beta, kind):
+        n = torch.library.get_ctx().new_dynamic_size()
+        idx = acc_rows.new_empty((n,))
+        return (acc_values.new_empty((n, *acc_values.shape[1:])), idx, idx.clone(), idx.clone(),
+                acc_values.new_empty((n,)))
+
+    @torch.library.register_fake("suptickets::superpose_")
+    def _superpose_fake(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, rule, beta, kind):
+        n = acc_values.shape[0]
+        return acc_rows.new_empty((n,)), acc_cols.new_empty((n,)), acc_counts.new_empty((n,))
