@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import suptickets as st
 from suptickets.methods import cyclic_lr
 from test_methods import batch, layers
+from test_training import run as run_steps
 
 BLOCK = (8, 8)
 
@@ -42,15 +42,6 @@ def ticket(seed, density=0.3):
             elif "num_batches_tracked" in name:
                 tensor.fill_(int(torch.randint(1, 100, (1,), generator=g)))
     return model
-
-
-def run_steps(model, optimizer, sparse, steps):
-    for t in steps:
-        x, y = batch(t)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        sparse.step()
 
 
 # ---- the schedule ------------------------------------------------------------------------------

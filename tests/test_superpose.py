@@ -110,7 +110,7 @@ def test_superpose_in_place_keeps_the_strongest_blocks(backend, monkeypatch):
     acc, acc_values, counts, ticket, values = operands((16, 16), (4, 4), 60, 60, torch.float32, seed=5)
     buffer, before = acc_values, acc_values.clone()
     ptr = buffer.data_ptr()
-    rows, cols, new_counts = ops.superpose_(acc_values, acc.rows, acc.cols, counts, values, ticket.rows,
+    rows, cols, _ = ops.superpose_(acc_values, acc.rows, acc.cols, counts, values, ticket.rows,
                                             ticket.cols, 2, "cia", kind="l1")
     assert acc_values is buffer and acc_values.data_ptr() == ptr and rows.numel() == 60
     kept = st.BlockLayout(acc.shape, acc.block_size, rows, cols)  # validates row-major order
