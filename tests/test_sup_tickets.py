@@ -368,6 +368,21 @@ def test_ultimate_model_is_the_superposition_of_the_collected_tickets():
     assert ensemble(x).shape == (16, 16)
 
 
+def test_without_the_base_ticket_only_cycle_ends_are_superposed():
+    model = sparse_model(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    boost = st.SupTickets(0.5, cycle_steps=4, lr_high=0.08, include_base_ticket=False, keep_tickets=True,
+                          superpose="caa")
+    sparse = st.SparseTraining(model, optimizer, st.SET(3), total_steps=24, sup_tickets=boost, seed=3)
+    run_steps(model, optimizer, sparse, range(1, 25))
+    assert boost.collected == [16, 20, 24] and boost.exploration_steps() == [12, 16, 20]
+    sup = st.Superposer(mode="caa")
+    for state in boost.tickets:
+        sup.add(state)
+    for key, value in sup.model_state_dict().items():
+        assert torch.equal(sparse.ultimate_model().state_dict()[key], value), key
+
+
 @pytest.mark.parametrize("method", ["rigl", "set"])
 def test_resume_in_the_cyclic_phase_gives_the_same_ultimate_ticket(method):
     model_a, opt_a, sparse_a = boosted_run(0, method)
