@@ -1,9 +1,12 @@
 """Which implementation runs an op, decided per call from the tensors (DESIGN.md, "Ops").
 
-CPU float32/float64 tensors with blocks larger than (1, 1) run the C++ kernels; anything
-else runs the reference. ``SUPTICKETS_BACKEND`` overrides: ``reference`` forces the
-reference, ``cpu`` makes a call the C++ kernels cannot take an error instead of a
-silent fallback, ``auto`` (or unset) is the default.
+CPU float32/float64 tensors with blocks larger than (1, 1) run the C++ kernels; CUDA tensors
+run the Triton kernels where an op has one (``bsr_linear`` so far) and its operands fit
+(float16/bfloat16/float32, block sides powers of two >= 16); anything else runs the
+reference. ``SUPTICKETS_BACKEND`` overrides: ``reference`` forces the reference, ``cpu``
+makes a call the C++ kernels cannot take an error instead of a silent fallback, ``triton``
+does the same for the Triton kernels and sends CPU tensors to them too (which runs them in
+Triton's interpreter when ``TRITON_INTERPRET=1``), ``auto`` (or unset) is the default.
 """
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ import torch
 
 from . import _extension
 
-CHOICES = ("auto", "cpu", "reference")
+CHOICES = ("auto", "cpu", "triton", "reference")
 _KERNEL_DTYPES = (torch.float32, torch.float64)
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def requested() -> str:
@@ -38,9 +42,33 @@ def check_operands(op: str, x: torch.Tensor, values: torch.Tensor, bias) -> None
         )
 
 
-def choose(x: torch.Tensor, values: torch.Tensor, block_size) -> str:
-    """'cpu' or 'reference' for a product (bsr_linear, bsr_conv2d) on these operands."""
+def choose(x: torch.Tensor, values: torch.Tensor, block_size, triton: bool = False) -> str:
+    """'cpu', 'triton' or 'reference' for a product (bsr_linear, bsr_conv2d) on these operands;
+    ``triton``: the op has Triton kernels."""
+    want = requested()
+    if want == "triton" or (want == "auto" and x.device.type == "cuda"):
+        reason = triton_reason(x, values, block_size) if triton else "this op has no Triton kernel yet"
+        if reason is None:
+            return "triton"
+        if want == "triton":
+            raise RuntimeError(f"SUPTICKETS_BACKEND=triton, but the Triton kernels cannot run this call: {reason}")
+        return "reference"
     return choose_for(x, unit_blocks=tuple(block_size) != (1, 1))
+
+
+def triton_reason(x: torch.Tensor, values: torch.Tensor, block_size) -> str | None:
+    """Why the Triton kernels cannot take these operands, or None."""
+    from . import _triton
+
+    if not _triton.available:
+        return f"Triton kernels are unavailable ({_triton.load_error})"
+    if x.device.type == "cpu" and not _triton.interpreting():
+        return "CPU tensors run Triton only under TRITON_INTERPRET=1"
+    if x.dtype not in _TRITON_DTYPES:
+        return f"dtype {x.dtype} (the Triton kernels take float16, bfloat16 and float32)"
+    if any(b < 16 or b & (b - 1) for b in block_size):
+        return f"block size {tuple(block_size)} (the Triton kernels need powers of two >= 16)"
+    return None
 
 
 def choose_for(*tensors: torch.Tensor, unit_blocks: bool = True) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, backend, reference
+from . import _extension, _triton, backend, reference, triton_linear  # noqa: F401  (registers the Triton op)
 
 
 def bsr_linear(x: torch.Tensor, values: torch.Tensor, layout, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -25,8 +25,13 @@ def bsr_linear(x: torch.Tensor, values: torch.Tensor, layout, bias: torch.Tensor
     backend.check_operands("bsr_linear", x, values, bias)
     if x.shape[-1] != layout.shape[1]:
         raise ValueError(f"bsr_linear: input has {x.shape[-1]} features, the weight expects {layout.shape[1]}")
-    if backend.choose(x, values, layout.block_size) == "reference":
+    choice = backend.choose(x, values, layout.block_size, triton=True)
+    if choice == "reference":
         return reference.bsr_linear(x, values, layout, bias)
+    if choice == "triton":
+        return torch.ops.suptickets.triton_bsr_linear(
+            x, values, layout.rows, layout.cols, layout.row_ptr, layout.col_ptr, layout.col_perm, bias,
+            layout.shape[0], _triton.fp32_precision())
     return torch.ops.suptickets.bsr_linear.default(
         x, values, layout.rows, layout.cols, layout.row_ptr, layout.col_ptr, layout.col_perm, bias, layout.shape[0]
     )

@@ -1,0 +1,28 @@
+"""Loads the Triton kernels (``suptickets_kernels``) when Triton is installed."""
+from __future__ import annotations
+
+import os
+
+try:
+    import suptickets_kernels as kernels
+
+    available = True
+    load_error = None
+except ImportError as exc:  # triton not installed
+    kernels = None
+    available = False
+    load_error = exc
+
+
+def interpreting() -> bool:
+    """True when Triton runs its interpreter (``TRITON_INTERPRET=1``, set before import)."""
+    return available and kernels.interpreting()
+
+
+def fp32_precision() -> str:
+    """``input_precision`` of float32 products: ``SUPTICKETS_FP32_PRECISION`` = "tf32" (default,
+    TensorFloat-32 tensor cores) or "ieee" (exact float32, slower)."""
+    value = os.environ.get("SUPTICKETS_FP32_PRECISION", "tf32").strip().lower() or "tf32"
+    if value not in ("tf32", "ieee"):
+        raise ValueError(f"SUPTICKETS_FP32_PRECISION must be 'tf32' or 'ieee'; got {value!r}")
+    return value

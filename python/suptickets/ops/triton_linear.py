@@ -1,0 +1,49 @@
+"""``bsr_linear`` on the Triton kernels (``suptickets_kernels.bsr_matmul``), registered as
+``torch.library.triton_op`` so that ``torch.compile`` traces into the kernels, with the same
+autograd contract as the C++ operator: ``dX = dY @ W`` by block-columns, ``dvalues`` only on
+active blocks (SDDMM), ``dbias = dY.sum``."""
+from __future__ import annotations
+
+import torch
+
+from . import _triton
+
+if _triton.available:
+    _K = _triton.kernels.bsr_matmul
+
+    @torch.library.triton_op("suptickets::triton_bsr_linear", mutates_args=())
+    def triton_bsr_linear(x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                          row_ptr: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
+                          bias: torch.Tensor | None, out_features: int, precision: str) -> torch.Tensor:
+        x2d = x.reshape(-1, x.shape[-1]).contiguous()
+        y = _K.forward(x2d, values.contiguous(), cols, row_ptr, bias, out_features, precision)
+        return y.reshape(*x.shape[:-1], out_features)
+
+    @torch.library.triton_op("suptickets::triton_bsr_linear_backward", mutates_args=())
+    def triton_bsr_linear_backward(grad: torch.Tensor, x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
+                                   cols: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
+                                   need_input: bool, need_values: bool,
+                                   precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+        g2d = grad.reshape(-1, grad.shape[-1]).contiguous()
+        values = values.contiguous()
+        dx = dv = values.new_empty((0,))
+        if need_input:
+            dx = _K.grad_input(g2d, values, rows, col_ptr, col_perm, x.shape[-1], precision).reshape(x.shape)
+        if need_values:
+            dv = _K.grad_values(g2d, x.reshape(-1, x.shape[-1]).contiguous(), values, rows, cols, precision)
+        return dx, dv
+
+    def _setup_context(ctx, inputs, output):
+        x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_features, precision = inputs
+        ctx.precision = precision
+        ctx.save_for_backward(x, values, rows, cols, col_ptr, col_perm)
+
+    def _backward(ctx, grad):
+        x, values, rows, cols, col_ptr, col_perm = ctx.saved_tensors
+        need_x, need_v, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
+        dx, dv = torch.ops.suptickets.triton_bsr_linear_backward(grad, x, values, rows, cols, col_ptr, col_perm,
+                                                                 need_x, need_v, ctx.precision)
+        db = grad.reshape(-1, grad.shape[-1]).sum(0).to(values.dtype) if need_b else None
+        return (dx if need_x else None), (dv if need_v else None), None, None, None, None, None, db, None, None
+
+    torch.library.register_autograd("suptickets::triton_bsr_linear", _backward, setup_context=_setup_context)

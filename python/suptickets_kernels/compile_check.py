@@ -1,0 +1,77 @@
+"""Compiles every Triton kernel for a GPU target without a GPU (``triton.compile`` of the
+kernel's source with concrete signatures), so that an error only the compiler sees fails CI.
+
+    python -m suptickets_kernels.compile_check          # sm_90 (Hopper), bf16 / fp16 / fp32
+
+Must run without ``TRITON_INTERPRET`` (the interpreter replaces the compiled kernels).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from . import bsr_matmul
+from .config import interpreting
+
+DTYPES = {"bf16": "*bf16", "fp16": "*fp16", "fp32": "*fp32"}
+
+
+def _jit(kernel):
+    return getattr(kernel, "fn", kernel)  # the JITFunction under @triton.autotune
+
+
+def cases(block: int = 64):
+    """(name, kernel, signature, constexprs, options) of every kernel, per dtype."""
+    for name, ptr in DTYPES.items():
+        precision = "tf32" if name == "fp32" else "ieee"
+        common = {"BR": block, "BC": block, "PRECISION": precision}
+        yield (f"bsr_matmul.forward[{name}]", bsr_matmul._forward,
+               {"x_ptr": ptr, "v_ptr": ptr, "cols_ptr": "*i32", "row_ptr_ptr": "*i32", "bias_ptr": ptr,
+                "y_ptr": ptr, "M": "i32", "stride_x": "i32", "stride_y": "i32", "HAS_BIAS": "constexpr",
+                "BR": "constexpr", "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
+               {**common, "HAS_BIAS": True, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
+        yield (f"bsr_matmul.grad_input[{name}]", bsr_matmul._grad_input,
+               {"dy_ptr": ptr, "v_ptr": ptr, "rows_ptr": "*i32", "col_ptr_ptr": "*i32", "col_perm_ptr": "*i32",
+                "dx_ptr": ptr, "M": "i32", "stride_dy": "i32", "stride_dx": "i32", "BR": "constexpr",
+                "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
+               {**common, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
+        yield (f"bsr_matmul.grad_values[{name}]", bsr_matmul._grad_values,
+               {"dy_ptr": ptr, "x_ptr": ptr, "rows_ptr": "*i32", "cols_ptr": "*i32", "dv_ptr": "*fp32",
+                "M": "i32", "rows_per_part": "i32", "stride_dy": "i32", "stride_x": "i32", "nnz": "i32",
+                "BR": "constexpr", "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_K": "constexpr"},
+               {**common, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
+
+
+def compile_all(arch: int = 90, block: int = 64, verbose: bool = True) -> list[str]:
+    """Compiles every case for ``sm_<arch>``; returns the names compiled (raises on an error)."""
+    if interpreting():
+        raise RuntimeError("unset TRITON_INTERPRET: the interpreter replaces the compiled kernels")
+    target = GPUTarget("cuda", arch, 32)
+    done = []
+    for name, kernel, signature, constexprs, options in cases(block):
+        start = time.perf_counter()
+        compiled = triton.compile(ASTSource(_jit(kernel), signature, constexprs), target=target, options=options)
+        if not compiled.asm.get("cubin"):
+            raise RuntimeError(f"{name}: no cubin for sm_{arch}")
+        if verbose:
+            print(f"{name}: sm_{arch} cubin {len(compiled.asm['cubin'])} bytes, {time.perf_counter() - start:.1f} s")
+        done.append(name)
+    return done
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", type=int, default=90)
+    parser.add_argument("--block", type=int, default=64)
+    args = parser.parse_args(argv)
+    compile_all(args.arch, args.block)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
