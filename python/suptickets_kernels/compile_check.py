@@ -15,7 +15,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import bsr_matmul
+from . import bsr_conv, bsr_matmul
 from .config import interpreting
 
 DTYPES = {"bf16": "*bf16", "fp16": "*fp16", "fp32": "*fp32"}
@@ -44,6 +44,24 @@ def cases(block: int = 64):
                {"dy_ptr": ptr, "x_ptr": ptr, "rows_ptr": "*i32", "cols_ptr": "*i32", "dv_ptr": "*fp32",
                 "M": "i32", "rows_per_part": "i32", "stride_dy": "i32", "stride_x": "i32", "nnz": "i32",
                 "BR": "constexpr", "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_K": "constexpr"},
+               {**common, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
+        geometry = ["H", "W", "CIN", "HO", "WO", "COUT"]
+        taps = ["KW", "SH", "SW", "PH", "PW", "DH", "DW"]
+        ints = lambda names: {n: "i32" for n in names}  # noqa: E731
+        yield (f"bsr_conv.forward[{name}]", bsr_conv._forward,
+               {"x_ptr": ptr, "v_ptr": ptr, "cols_ptr": "*i32", "row_ptr_ptr": "*i32", "bias_ptr": ptr,
+                "y_ptr": ptr, **ints(["P", *geometry, *taps]), "HAS_BIAS": "constexpr", "BR": "constexpr",
+                "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
+               {**common, "HAS_BIAS": True, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
+        yield (f"bsr_conv.grad_input[{name}]", bsr_conv._grad_input,
+               {"dy_ptr": ptr, "v_ptr": ptr, "rows_ptr": "*i32", "col_ptr_ptr": "*i32", "col_perm_ptr": "*i32",
+                "dx_ptr": ptr, **ints(["P", *geometry, "KH", *taps]), "BR": "constexpr", "BC": "constexpr",
+                "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
+               {**common, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
+        yield (f"bsr_conv.grad_values[{name}]", bsr_conv._grad_values,
+               {"dy_ptr": ptr, "x_ptr": ptr, "rows_ptr": "*i32", "cols_ptr": "*i32", "dv_ptr": "*fp32",
+                **ints(["P", "pixels_per_part", "nnz", *geometry, *taps]), "BR": "constexpr", "BC": "constexpr",
+                "PRECISION": "constexpr", "BLOCK_K": "constexpr"},
                {**common, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, backend, reference
+from . import _extension, _triton, backend, reference, triton_conv  # noqa: F401  (registers the Triton op)
 
 
 def _pair(v, name):
@@ -56,10 +56,18 @@ def bsr_conv2d(
     span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
     if padded[0] < span[0] or padded[1] < span[1]:
         raise ValueError(f"bsr_conv2d: the padded input {padded} is smaller than the dilated kernel {span}")
-    if backend.choose(x, values, layout.block_size) == "reference":
+    choice = backend.choose(x, values, layout.block_size, triton=True)
+    if choice == "reference":
         return reference.bsr_conv2d(
             x, values, layout, bias, kernel_size=(kh, kw), stride=stride, padding=padding, dilation=dilation
         )
+    if choice == "triton":
+        if x.shape[1] % layout.block_size[1]:
+            raise ValueError(f"bsr_conv2d: block_size[1]={layout.block_size[1]} must divide the {x.shape[1]} input "
+                             "channels (a block never straddles two taps)")
+        return torch.ops.suptickets.triton_bsr_conv2d(
+            x, values, layout.rows, layout.cols, layout.row_ptr, layout.col_ptr, layout.col_perm, bias,
+            layout.shape[0], [kh, kw], list(stride), list(padding), list(dilation), _triton.fp32_precision())
     return torch.ops.suptickets.bsr_conv2d.default(
         x, values, layout.rows, layout.cols, layout.row_ptr, layout.col_ptr, layout.col_perm, bias,
         layout.shape[0], [kh, kw], list(stride), list(padding), list(dilation),

@@ -1,0 +1,58 @@
+"""``bsr_conv2d`` on the Triton kernels (``suptickets_kernels.bsr_conv``, implicit GEMM over
+NHWC), registered as ``torch.library.triton_op``; output and ``dX`` are ``channels_last``, as
+from the C++ operator."""
+from __future__ import annotations
+
+import torch
+
+from . import _triton
+
+if _triton.available:
+    _K = _triton.kernels.bsr_conv
+
+    def _nhwc(t: torch.Tensor) -> torch.Tensor:
+        return t.permute(0, 2, 3, 1).contiguous()
+
+    @torch.library.triton_op("suptickets::triton_bsr_conv2d", mutates_args=())
+    def triton_bsr_conv2d(x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                          row_ptr: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
+                          bias: torch.Tensor | None, out_channels: int, kernel_size: list[int], stride: list[int],
+                          padding: list[int], dilation: list[int], precision: str) -> torch.Tensor:
+        y = _K.forward(_nhwc(x), values.contiguous(), cols, row_ptr, bias, out_channels, kernel_size, stride,
+                       padding, dilation, precision)
+        return y.permute(0, 3, 1, 2)
+
+    @torch.library.triton_op("suptickets::triton_bsr_conv2d_backward", mutates_args=())
+    def triton_bsr_conv2d_backward(grad: torch.Tensor, x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
+                                   cols: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
+                                   kernel_size: list[int], stride: list[int], padding: list[int],
+                                   dilation: list[int], need_input: bool, need_values: bool,
+                                   precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+        g = _nhwc(grad)
+        values = values.contiguous()
+        dx = dv = values.new_empty((0,))
+        geometry = (kernel_size, stride, padding, dilation)
+        if need_input:
+            shape = (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
+            dx = _K.grad_input(g, values, rows, col_ptr, col_perm, shape, *geometry, precision).permute(0, 3, 1, 2)
+        if need_values:
+            dv = _K.grad_values(g, _nhwc(x), values, rows, cols, *geometry, precision)
+        return dx, dv
+
+    def _setup_context(ctx, inputs, output):
+        x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, _, kernel_size, stride, padding, dilation, \
+            precision = inputs
+        ctx.geometry = (kernel_size, stride, padding, dilation)
+        ctx.precision = precision
+        ctx.save_for_backward(x, values, rows, cols, col_ptr, col_perm)
+
+    def _backward(ctx, grad):
+        x, values, rows, cols, col_ptr, col_perm = ctx.saved_tensors
+        need_x, need_v, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
+        dx, dv = torch.ops.suptickets.triton_bsr_conv2d_backward(grad, x, values, rows, cols, col_ptr, col_perm,
+                                                                 *ctx.geometry, need_x, need_v, ctx.precision)
+        db = grad.sum((0, 2, 3)).to(values.dtype) if need_b else None
+        return ((dx if need_x else None), (dv if need_v else None), None, None, None, None, None, db,
+                None, None, None, None, None, None)
+
+    torch.library.register_autograd("suptickets::triton_bsr_conv2d", _backward, setup_context=_setup_context)

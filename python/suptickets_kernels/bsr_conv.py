@@ -1,0 +1,198 @@
+"""Triton kernels of the block-sparse convolution as implicit GEMM over NHWC activations (no
+im2col is formed), and its two backward products.
+
+The weight's 2-D view is ``[Cout, kh*kw*Cin]`` (taps outer, input channels inner), tiled into
+``(BR, BC)`` blocks with ``BC`` dividing ``Cin``: block-column ``c`` is tap ``c // (Cin/BC)``
+and channels ``(c % (Cin/BC)) * BC`` onwards. Pixels are the flattened ``B*Ho*Wo`` (output) or
+``B*H*W`` (input) positions of row-contiguous NHWC tensors.
+
+- forward: one program per (tile of output pixels, block-row ``r``): for each active block of
+  the row, the tile's input pixels at that tap (zeros outside the image) times the block;
+- ``dX``: one program per (tile of input pixels, channel block ``q``) sums over the taps the
+  block-column ``tap * (Cin/BC) + q``'s blocks times the output gradient at the pixels that tap
+  maps to (any stride: positions that no output pixel maps to are masked); no atomics;
+- ``dvalues``: one program per active block and part of the pixels (SDDMM over gathered rows).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .config import interpreting, matmul_configs, sddmm_configs
+
+
+@triton.jit
+def _pixel(p, HO, WO):
+    n = p // (HO * WO)
+    rem = p % (HO * WO)
+    return n, rem // WO, rem % WO
+
+
+@triton.autotune(configs=matmul_configs(), key=["P", "BR", "BC"])
+@triton.jit
+def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, P, H, W, CIN, HO, WO, COUT,
+             KW, SH, SW, PH, PW, DH, DW,
+             HAS_BIAS: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr,
+             BLOCK_M: tl.constexpr):
+    pid = tl.program_id(0)
+    r = tl.program_id(1)
+    p = tl.cast(pid * BLOCK_M + tl.arange(0, BLOCK_M), tl.int64)
+    in_p = p < P
+    n, ho, wo = _pixel(p, HO, WO)
+    offs_r = tl.arange(0, BR)
+    offs_c = tl.arange(0, BC)
+    groups = CIN // BC
+    start = tl.load(row_ptr_ptr + r)
+    end = tl.load(row_ptr_ptr + r + 1)
+    acc = tl.zeros((BLOCK_M, BR), dtype=tl.float32)
+    for s in range(start, end):
+        c = tl.load(cols_ptr + s)
+        tap = c // groups
+        ch = (c % groups) * BC
+        hi = ho * SH - PH + (tap // KW) * DH
+        wi = wo * SW - PW + (tap % KW) * DW
+        ok = in_p & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+        base = ((n * H + hi) * W + wi) * CIN + ch
+        xt = tl.load(x_ptr + base[:, None] + offs_c[None, :], mask=ok[:, None], other=0.0)
+        wt = tl.load(v_ptr + tl.cast(s, tl.int64) * (BR * BC) + offs_r[None, :] * BC + offs_c[:, None])
+        acc += tl.dot(xt, wt, input_precision=PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + r * BR + offs_r).to(tl.float32)[None, :]
+    tl.store(y_ptr + p[:, None] * COUT + (r * BR + offs_r)[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=in_p[:, None])
+
+
+@triton.autotune(configs=matmul_configs(), key=["P", "BR", "BC"])
+@triton.jit
+def _grad_input(dy_ptr, v_ptr, rows_ptr, col_ptr_ptr, col_perm_ptr, dx_ptr, P, H, W, CIN, HO, WO, COUT,
+                KH, KW, SH, SW, PH, PW, DH, DW,
+                BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr):
+    pid = tl.program_id(0)
+    q = tl.program_id(1)
+    p = tl.cast(pid * BLOCK_M + tl.arange(0, BLOCK_M), tl.int64)
+    in_p = p < P
+    n, h, w = _pixel(p, H, W)
+    offs_r = tl.arange(0, BR)
+    offs_c = tl.arange(0, BC)
+    groups = CIN // BC
+    acc = tl.zeros((BLOCK_M, BC), dtype=tl.float32)
+    for tap in range(0, KH * KW):
+        hnum = h + PH - (tap // KW) * DH
+        wnum = w + PW - (tap % KW) * DW
+        ho = hnum // SH
+        wo = wnum // SW
+        ok = in_p & (hnum >= 0) & (wnum >= 0) & (hnum % SH == 0) & (wnum % SW == 0) & (ho < HO) & (wo < WO)
+        base = ((n * HO + ho) * WO + wo) * COUT
+        c = tap * groups + q
+        start = tl.load(col_ptr_ptr + c)
+        end = tl.load(col_ptr_ptr + c + 1)
+        for j in range(start, end):
+            s = tl.cast(tl.load(col_perm_ptr + j), tl.int64)
+            r = tl.cast(tl.load(rows_ptr + s), tl.int64)
+            gt = tl.load(dy_ptr + base[:, None] + (r * BR + offs_r)[None, :], mask=ok[:, None], other=0.0)
+            wt = tl.load(v_ptr + s * (BR * BC) + offs_r[:, None] * BC + offs_c[None, :])
+            acc += tl.dot(gt, wt, input_precision=PRECISION)
+    tl.store(dx_ptr + p[:, None] * CIN + (q * BC + offs_c)[None, :], acc.to(dx_ptr.dtype.element_ty),
+             mask=in_p[:, None])
+
+
+@triton.autotune(configs=sddmm_configs(), key=["P", "BR", "BC"])
+@triton.jit
+def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, P, pixels_per_part, nnz, H, W, CIN, HO, WO, COUT,
+                 KW, SH, SW, PH, PW, DH, DW,
+                 BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
+    s = tl.program_id(0)
+    part = tl.program_id(1)
+    r = tl.cast(tl.load(rows_ptr + s), tl.int64)
+    c = tl.load(cols_ptr + s)
+    groups = CIN // BC
+    tap = c // groups
+    ch = (c % groups) * BC
+    offs_r = tl.arange(0, BR)
+    offs_c = tl.arange(0, BC)
+    lo = part * pixels_per_part
+    hi_p = tl.minimum(lo + pixels_per_part, P)
+    acc = tl.zeros((BR, BC), dtype=tl.float32)
+    for k0 in range(lo, hi_p, BLOCK_K):
+        p = tl.cast(k0 + tl.arange(0, BLOCK_K), tl.int64)
+        in_p = p < hi_p
+        n, ho, wo = _pixel(p, HO, WO)
+        hi = ho * SH - PH + (tap // KW) * DH
+        wi = wo * SW - PW + (tap % KW) * DW
+        ok = in_p & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+        gt = tl.load(dy_ptr + p[None, :] * COUT + (r * BR + offs_r)[:, None], mask=in_p[None, :], other=0.0)
+        base = ((n * H + hi) * W + wi) * CIN + ch
+        xt = tl.load(x_ptr + base[:, None] + offs_c[None, :], mask=ok[:, None], other=0.0)
+        acc += tl.dot(gt, xt, input_precision=PRECISION)
+    out = dv_ptr + (tl.cast(part, tl.int64) * nnz + tl.cast(s, tl.int64)) * (BR * BC)
+    tl.store(out + offs_r[:, None] * BC + offs_c[None, :], acc.to(dv_ptr.dtype.element_ty))
+
+
+# ---- launchers: NHWC (row-contiguous) tensors in and out ----------------------------------------
+
+
+def _precision(dtype: torch.dtype, precision: str) -> str:
+    return precision if dtype == torch.float32 else "ieee"
+
+
+def _geometry(kernel_size, stride, padding, dilation):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    return kh, kw, sh, sw, ph, pw, dh, dw
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def forward(x_nhwc, values, cols, row_ptr, bias, out_channels: int, kernel_size, stride, padding, dilation,
+            precision: str = "tf32"):
+    """``y[B, Ho, Wo, Cout]`` (NHWC, contiguous) of ``x_nhwc[B, H, W, Cin]``."""
+    B, H, W, CIN = x_nhwc.shape
+    kh, kw, sh, sw, ph, pw, dh, dw = _geometry(kernel_size, stride, padding, dilation)
+    HO, WO = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
+    _, BR, BC = values.shape
+    y = x_nhwc.new_empty((B, HO, WO, out_channels))
+    P = B * HO * WO
+    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]), out_channels // BR)  # noqa: E731
+    torch.library.wrap_triton(_forward)[grid](
+        x_nhwc, values, cols, row_ptr, bias if bias is not None else values, y, P, H, W, CIN, HO, WO, out_channels,
+        kw, sh, sw, ph, pw, dh, dw, HAS_BIAS=bias is not None, BR=BR, BC=BC,
+        PRECISION=_precision(x_nhwc.dtype, precision))
+    return y
+
+
+def grad_input(dy_nhwc, values, rows, col_ptr, col_perm, input_shape, kernel_size, stride, padding, dilation,
+               precision: str = "tf32"):
+    """``dX[B, H, W, Cin]`` (NHWC) of the output gradient ``dy_nhwc[B, Ho, Wo, Cout]``."""
+    B, H, W, CIN = input_shape
+    _, HO, WO, COUT = dy_nhwc.shape
+    kh, kw, sh, sw, ph, pw, dh, dw = _geometry(kernel_size, stride, padding, dilation)
+    _, BR, BC = values.shape
+    dx = dy_nhwc.new_empty((B, H, W, CIN))
+    P = B * H * W
+    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]), CIN // BC)  # noqa: E731
+    torch.library.wrap_triton(_grad_input)[grid](
+        dy_nhwc, values, rows, col_ptr, col_perm, dx, P, H, W, CIN, HO, WO, COUT, kh, kw, sh, sw, ph, pw, dh, dw,
+        BR=BR, BC=BC, PRECISION=_precision(dy_nhwc.dtype, precision))
+    return dx
+
+
+def grad_values(dy_nhwc, x_nhwc, values, rows, cols, kernel_size, stride, padding, dilation,
+                precision: str = "tf32", parts: int | None = None):
+    """``dvalues[s]``: the block of ``dW = dY^T im2col(X)`` at each active slot ``s``."""
+    from .bsr_matmul import split_parts
+
+    B, H, W, CIN = x_nhwc.shape
+    _, HO, WO, COUT = dy_nhwc.shape
+    kh, kw, sh, sw, ph, pw, dh, dw = _geometry(kernel_size, stride, padding, dilation)
+    nnz, BR, BC = values.shape
+    P = B * HO * WO
+    if parts is None:
+        parts = 1 if interpreting() else split_parts(P, nnz)
+    out = values.new_empty((parts, nnz, BR, BC), dtype=values.dtype if parts == 1 else torch.float32)
+    if nnz:
+        torch.library.wrap_triton(_grad_values)[(nnz, parts)](
+            dy_nhwc, x_nhwc, rows, cols, out, P, triton.cdiv(P, parts), nnz, H, W, CIN, HO, WO, COUT,
+            kw, sh, sw, ph, pw, dh, dw, BR=BR, BC=BC, PRECISION=_precision(dy_nhwc.dtype, precision))
+    return out[0] if parts == 1 else out.sum(0).to(values.dtype)
