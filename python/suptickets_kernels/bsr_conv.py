@@ -97,6 +97,30 @@ def _grad_input(dy_ptr, v_ptr, rows_ptr, col_ptr_ptr, col_perm_ptr, dx_ptr, P, H
              mask=in_p[:, None])
 
 
+@triton.jit
+def sddmm_block(dy_ptr, x_ptr, r, c, lo, hi, H, W, CIN, HO, WO, COUT, KW, SH, SW, PH, PW, DH, DW,
+                BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
+    """fp32 block ``(r, c)`` of ``dW = dY^T im2col(X)`` over output pixels ``lo:hi``."""
+    groups = CIN // BC
+    tap = c // groups
+    ch = (c % groups) * BC
+    offs_r = tl.arange(0, BR)
+    offs_c = tl.arange(0, BC)
+    acc = tl.zeros((BR, BC), dtype=tl.float32)
+    for k0 in range(lo, hi, BLOCK_K):
+        p = tl.cast(k0 + tl.arange(0, BLOCK_K), tl.int64)
+        in_p = p < hi
+        n, ho, wo = _pixel(p, HO, WO)
+        hi_ = ho * SH - PH + (tap // KW) * DH
+        wi = wo * SW - PW + (tap % KW) * DW
+        ok = in_p & (hi_ >= 0) & (hi_ < H) & (wi >= 0) & (wi < W)
+        gt = tl.load(dy_ptr + p[None, :] * COUT + (r * BR + offs_r)[:, None], mask=in_p[None, :], other=0.0)
+        base = ((n * H + hi_) * W + wi) * CIN + ch
+        xt = tl.load(x_ptr + base[:, None] + offs_c[None, :], mask=ok[:, None], other=0.0)
+        acc += tl.dot(gt, xt, input_precision=PRECISION)
+    return acc
+
+
 @triton.autotune(configs=sddmm_configs(), key=["P", "BR", "BC"])
 @triton.jit
 def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, P, pixels_per_part, nnz, H, W, CIN, HO, WO, COUT,
@@ -106,25 +130,12 @@ def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, P, pixels_per_part, 
     part = tl.program_id(1)
     r = tl.cast(tl.load(rows_ptr + s), tl.int64)
     c = tl.load(cols_ptr + s)
-    groups = CIN // BC
-    tap = c // groups
-    ch = (c % groups) * BC
+    lo = part * pixels_per_part
+    hi = tl.minimum(lo + pixels_per_part, P)
+    acc = sddmm_block(dy_ptr, x_ptr, r, c, lo, hi, H, W, CIN, HO, WO, COUT, KW, SH, SW, PH, PW, DH, DW,
+                      BR, BC, PRECISION, BLOCK_K)
     offs_r = tl.arange(0, BR)
     offs_c = tl.arange(0, BC)
-    lo = part * pixels_per_part
-    hi_p = tl.minimum(lo + pixels_per_part, P)
-    acc = tl.zeros((BR, BC), dtype=tl.float32)
-    for k0 in range(lo, hi_p, BLOCK_K):
-        p = tl.cast(k0 + tl.arange(0, BLOCK_K), tl.int64)
-        in_p = p < hi_p
-        n, ho, wo = _pixel(p, HO, WO)
-        hi = ho * SH - PH + (tap // KW) * DH
-        wi = wo * SW - PW + (tap % KW) * DW
-        ok = in_p & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-        gt = tl.load(dy_ptr + p[None, :] * COUT + (r * BR + offs_r)[:, None], mask=in_p[None, :], other=0.0)
-        base = ((n * H + hi) * W + wi) * CIN + ch
-        xt = tl.load(x_ptr + base[:, None] + offs_c[None, :], mask=ok[:, None], other=0.0)
-        acc += tl.dot(gt, xt, input_precision=PRECISION)
     out = dv_ptr + (tl.cast(part, tl.int64) * nnz + tl.cast(s, tl.int64)) * (BR * BC)
     tl.store(out + offs_r[:, None] * BC + offs_c[None, :], acc.to(dv_ptr.dtype.element_ty))
 

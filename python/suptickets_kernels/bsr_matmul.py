@@ -75,6 +75,23 @@ def _grad_input(dy_ptr, v_ptr, rows_ptr, col_ptr_ptr, col_perm_ptr, dx_ptr, M, s
     tl.store(out, acc.to(dx_ptr.dtype.element_ty), mask=in_m[:, None])
 
 
+@triton.jit
+def sddmm_block(dy_ptr, x_ptr, r, c, lo, hi, stride_dy, stride_x, BR: tl.constexpr, BC: tl.constexpr,
+                PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
+    """fp32 ``dY[lo:hi, r-th BR columns]^T @ X[lo:hi, c-th BC columns]``: one block of ``dW``."""
+    offs_r = tl.arange(0, BR)
+    offs_c = tl.arange(0, BC)
+    offs_k = tl.arange(0, BLOCK_K)
+    acc = tl.zeros((BR, BC), dtype=tl.float32)
+    for k0 in range(lo, hi, BLOCK_K):
+        k = tl.cast(k0 + offs_k, tl.int64)
+        in_k = k < hi
+        gt = tl.load(dy_ptr + k[None, :] * stride_dy + (r * BR + offs_r)[:, None], mask=in_k[None, :], other=0.0)
+        xt = tl.load(x_ptr + k[:, None] * stride_x + (c * BC + offs_c)[None, :], mask=in_k[:, None], other=0.0)
+        acc += tl.dot(gt, xt, input_precision=PRECISION)
+    return acc
+
+
 @triton.autotune(configs=sddmm_configs(), key=["M", "BR", "BC"])
 @triton.jit
 def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, M, rows_per_part, stride_dy, stride_x, nnz,
@@ -83,18 +100,11 @@ def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, M, rows_per_part, st
     part = tl.program_id(1)
     r = tl.cast(tl.load(rows_ptr + s), tl.int64)
     c = tl.cast(tl.load(cols_ptr + s), tl.int64)
-    offs_r = tl.arange(0, BR)
-    offs_c = tl.arange(0, BC)
-    offs_k = tl.arange(0, BLOCK_K)
     lo = part * rows_per_part
     hi = tl.minimum(lo + rows_per_part, M)
-    acc = tl.zeros((BR, BC), dtype=tl.float32)
-    for k0 in range(lo, hi, BLOCK_K):
-        k = tl.cast(k0 + offs_k, tl.int64)
-        in_k = k < hi
-        gt = tl.load(dy_ptr + k[None, :] * stride_dy + (r * BR + offs_r)[:, None], mask=in_k[None, :], other=0.0)
-        xt = tl.load(x_ptr + k[:, None] * stride_x + (c * BC + offs_c)[None, :], mask=in_k[:, None], other=0.0)
-        acc += tl.dot(gt, xt, input_precision=PRECISION)
+    acc = sddmm_block(dy_ptr, x_ptr, r, c, lo, hi, stride_dy, stride_x, BR, BC, PRECISION, BLOCK_K)
+    offs_r = tl.arange(0, BR)
+    offs_c = tl.arange(0, BC)
     out = dv_ptr + (tl.cast(part, tl.int64) * nnz + tl.cast(s, tl.int64)) * (BR * BC)
     tl.store(out + offs_r[:, None] * BC + offs_c[None, :], acc.to(dv_ptr.dtype.element_ty))
 

@@ -15,14 +15,15 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import bsr_conv, bsr_matmul
+from . import bsr_conv, bsr_matmul, scores
 from .config import interpreting
 
 DTYPES = {"bf16": "*bf16", "fp16": "*fp16", "fp32": "*fp32"}
 
 
 def _jit(kernel):
-    return getattr(kernel, "fn", kernel)  # the JITFunction under @triton.autotune
+    """The JITFunction (under ``@triton.autotune`` it is the autotuner's ``fn``)."""
+    return kernel.fn if isinstance(kernel, triton.runtime.Autotuner) else kernel
 
 
 def cases(block: int = 64):
@@ -63,6 +64,19 @@ def cases(block: int = 64):
                 **ints(["P", "pixels_per_part", "nnz", *geometry, *taps]), "BR": "constexpr", "BC": "constexpr",
                 "PRECISION": "constexpr", "BLOCK_K": "constexpr"},
                {**common, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
+        yield (f"scores.block_scores[{name}]", scores._block_scores,
+               {"v_ptr": ptr, "out_ptr": "*fp32", "BR": "constexpr", "BC": "constexpr", "KIND": "constexpr"},
+               {"BR": block, "BC": block, "KIND": 2}, {"num_warps": 4})
+        yield (f"scores.linear_grad_scores[{name}]", scores._linear_grad_scores,
+               {"dy_ptr": ptr, "x_ptr": ptr, "out_ptr": "*fp32", **ints(["M", "stride_dy", "stride_x", "GRID_C"]),
+                "BR": "constexpr", "BC": "constexpr", "KIND": "constexpr", "PRECISION": "constexpr",
+                "BLOCK_K": "constexpr"},
+               {**common, "KIND": 1, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
+        yield (f"scores.conv2d_grad_scores[{name}]", scores._conv_grad_scores,
+               {"dy_ptr": ptr, "x_ptr": ptr, "out_ptr": "*fp32", **ints(["P", *geometry, *taps, "GRID_C"]),
+                "BR": "constexpr", "BC": "constexpr", "KIND": "constexpr", "PRECISION": "constexpr",
+                "BLOCK_K": "constexpr"},
+               {**common, "KIND": 1, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
 
 
 def compile_all(arch: int = 90, block: int = 64, verbose: bool = True) -> list[str]:

@@ -42,21 +42,23 @@ def check_operands(op: str, x: torch.Tensor, values: torch.Tensor, bias) -> None
         )
 
 
-def choose(x: torch.Tensor, values: torch.Tensor, block_size, triton: bool = False) -> str:
-    """'cpu', 'triton' or 'reference' for a product (bsr_linear, bsr_conv2d) on these operands;
-    ``triton``: the op has Triton kernels."""
+def choose(x: torch.Tensor, values: torch.Tensor, block_size, triton: bool = False, min_block: int = 16,
+           cpu_unit_blocks: bool = False) -> str:
+    """'cpu', 'triton' or 'reference' for an op on these operands. ``triton``: the op has Triton
+    kernels, which take block sides that are powers of two >= ``min_block`` (16 where they use
+    ``tl.dot``); ``cpu_unit_blocks``: its C++ kernel takes (1, 1) blocks too."""
     want = requested()
     if want == "triton" or (want == "auto" and x.device.type == "cuda"):
-        reason = triton_reason(x, values, block_size) if triton else "this op has no Triton kernel yet"
+        reason = triton_reason(x, values, block_size, min_block) if triton else "this op has no Triton kernel yet"
         if reason is None:
             return "triton"
         if want == "triton":
             raise RuntimeError(f"SUPTICKETS_BACKEND=triton, but the Triton kernels cannot run this call: {reason}")
         return "reference"
-    return choose_for(x, unit_blocks=tuple(block_size) != (1, 1))
+    return choose_for(x, unit_blocks=cpu_unit_blocks or tuple(block_size) != (1, 1))
 
 
-def triton_reason(x: torch.Tensor, values: torch.Tensor, block_size) -> str | None:
+def triton_reason(x: torch.Tensor, values: torch.Tensor, block_size, min_block: int = 16) -> str | None:
     """Why the Triton kernels cannot take these operands, or None."""
     from . import _triton
 
@@ -66,8 +68,8 @@ def triton_reason(x: torch.Tensor, values: torch.Tensor, block_size) -> str | No
         return "CPU tensors run Triton only under TRITON_INTERPRET=1"
     if x.dtype not in _TRITON_DTYPES:
         return f"dtype {x.dtype} (the Triton kernels take float16, bfloat16 and float32)"
-    if any(b < 16 or b & (b - 1) for b in block_size):
-        return f"block size {tuple(block_size)} (the Triton kernels need powers of two >= 16)"
+    if any(b < min_block or b & (b - 1) for b in block_size):
+        return f"block size {tuple(block_size)} (the Triton kernels need powers of two >= {min_block})"
     return None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, backend, reference
+from . import _extension, _triton, backend, reference
 
 KINDS = ("l1", "l2")
 
@@ -35,8 +35,11 @@ def block_scores(values: torch.Tensor, kind: str = "l1") -> torch.Tensor:
     if values.dim() != 3:
         raise ValueError(f"block_scores: values must be [nnz, br, bc], got shape {tuple(values.shape)}")
     values = values.detach()
-    if backend.choose_for(values) == "reference":
+    choice = backend.choose(values, values, values.shape[1:], triton=True, min_block=1, cpu_unit_blocks=True)
+    if choice == "reference":
         return reference.block_scores(values, kind)
+    if choice == "triton":
+        return _triton.kernels.scores.block_scores(values.contiguous(), kind).to(values.dtype)
     return torch.ops.suptickets.block_scores.default(values, kind)
 
 
@@ -59,8 +62,13 @@ def linear_grad_scores(x: torch.Tensor, grad_out: torch.Tensor, block_size, kind
     if R % br or C % bc:
         raise ValueError(f"linear_grad_scores: block_size {(br, bc)} must divide (out={R}, in={C})")
     x, grad_out = x.detach(), grad_out.detach()
-    if backend.choose_for(x, grad_out) == "reference":
+    choice = backend.choose(x, grad_out, (br, bc), triton=True, cpu_unit_blocks=True)
+    if choice == "reference":
         return reference.linear_grad_scores(x, grad_out, (br, bc), kind)
+    if choice == "triton":
+        return _triton.kernels.scores.linear_grad_scores(
+            x.reshape(-1, C).contiguous(), grad_out.reshape(-1, R).contiguous(), (br, bc), kind,
+            _triton.fp32_precision()).to(x.dtype)
     return torch.ops.suptickets.grad_scores.default(
         x.reshape(-1, 1, 1, C), grad_out.reshape(-1, 1, 1, R), (br, bc), (1, 1), (1, 1), (0, 0), (1, 1), kind)
 
@@ -86,7 +94,12 @@ def conv2d_grad_scores(x: torch.Tensor, grad_out: torch.Tensor, block_size, *, k
         raise ValueError(f"conv2d_grad_scores: block_size {(br, bc)} must divide "
                          f"(out_channels={grad_out.shape[1]}, in_channels={x.shape[1]})")
     x, grad_out = x.detach(), grad_out.detach()
-    if backend.choose_for(x, grad_out) == "reference":
+    choice = backend.choose(x, grad_out, (br, bc), triton=True, cpu_unit_blocks=True)
+    if choice == "triton":
+        return _triton.kernels.scores.conv2d_grad_scores(
+            x.permute(0, 2, 3, 1).contiguous(), grad_out.permute(0, 2, 3, 1).contiguous(), (br, bc), *geometry,
+            kind, _triton.fp32_precision()).to(x.dtype)
+    if choice == "reference":
         return reference.conv2d_grad_scores(x, grad_out, (br, bc), kernel_size=geometry[0], stride=geometry[1],
                                             padding=geometry[2], dilation=geometry[3], kind=kind)
     return torch.ops.suptickets.grad_scores.default(x.permute(0, 2, 3, 1), grad_out.permute(0, 2, 3, 1), (br, bc),
