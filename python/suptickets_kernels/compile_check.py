@@ -15,7 +15,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import bsr_conv, bsr_matmul, scores
+from . import bsr_conv, bsr_matmul, scores, superpose
 from .config import interpreting
 
 DTYPES = {"bf16": "*bf16", "fp16": "*fp16", "fp32": "*fp32"}
@@ -77,6 +77,11 @@ def cases(block: int = 64):
                 "BR": "constexpr", "BC": "constexpr", "KIND": "constexpr", "PRECISION": "constexpr",
                 "BLOCK_K": "constexpr"},
                {**common, "KIND": 1, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
+        yield (f"superpose.merge[{name}]", superpose._merge,
+               {"acc_ptr": ptr, "acc_counts_ptr": "*i32", "src_acc_ptr": "*i64", "tic_ptr": ptr, "src_tic_ptr": "*i64",
+                "out_ptr": ptr, "out_counts_ptr": "*i32", "scores_ptr": "*fp32", "n": "i32", "a": "fp32",
+                "b": "fp32", "CAA": "constexpr", "KIND": "constexpr", "AREA": "constexpr", "SLOTS": "constexpr"},
+               {"CAA": True, "KIND": 1, "AREA": block * block, "SLOTS": 1}, {"num_warps": 4})
 
 
 def compile_all(arch: int = 90, block: int = 64, verbose: bool = True) -> list[str]:

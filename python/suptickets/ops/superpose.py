@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, backend, reference
+from . import _extension, _triton, backend, reference
 
 MODES = ("cia", "caa", "cima")
 
@@ -56,12 +56,41 @@ def _kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols)
     return (acc_values, acc_rows.cpu(), acc_cols.cpu(), acc_counts.cpu(), values.detach(), rows.cpu(), cols.cpu())
 
 
+def _choose(acc_values, values) -> str:
+    return backend.choose(acc_values, values, values.shape[1:], triton=True, min_block=1, cpu_unit_blocks=True)
+
+
+def _triton_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind):
+    """The union (index work in torch: sort, searchsorted) and the merge arithmetic in Triton;
+    scores in float32."""
+    key = lambda r, c: r.long() * 2**31 + c.long()  # noqa: E731  row-major order of (row, col)
+    acc_keys, keys = key(acc_rows, acc_cols), key(rows, cols)
+    if bool((acc_keys[1:] <= acc_keys[:-1]).any()) or bool((keys[1:] <= keys[:-1]).any()):
+        raise ValueError("the blocks of the accumulator and of the ticket must be in row-major order without repeats")
+    union = torch.unique(torch.cat([acc_keys, keys]))
+    sources = []
+    for part in (acc_keys, keys):
+        src = torch.full((union.numel(),), -1, dtype=torch.long, device=union.device)
+        src[torch.searchsorted(union, part)] = torch.arange(part.numel(), device=union.device)
+        sources.append(src)
+    a, b = ((t - 1) / t, 1 / t) if mode == "cia" else (beta, 1 - beta)
+    out, counts, scores = _triton.kernels.superpose.merge(acc_values.contiguous(), acc_counts.contiguous(),
+                                                          sources[0], values.contiguous(), sources[1], mode, a, b,
+                                                          kind)
+    return out, (union // 2**31).to(torch.int32), (union % 2**31).to(torch.int32), counts, scores
+
+
 def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t: int, mode: str = "cia",
                     beta: float = 0.8, kind: str = "l1"):
     """``(values, rows, cols, counts, scores)`` of the merged blocks, row-major (see module doc)."""
     _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind)
     acc_values, values = acc_values.detach(), values.detach()
-    if backend.choose_for(acc_values, values) == "reference":
+    choice = _choose(acc_values, values)
+    if choice == "triton":
+        *merged, scores = _triton_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, int(t), mode,
+                                        float(beta), kind)
+        return (*merged, scores.to(acc_values.dtype))
+    if choice == "reference":
         return reference.superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, int(t),
                                          mode, float(beta), kind)
     return _call(torch.ops.suptickets.superpose_union.default,
@@ -78,7 +107,15 @@ def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t
     if not acc_values.is_contiguous():
         raise ValueError("acc_values must be contiguous (it is written in place)")
     with torch.no_grad():
-        if backend.choose_for(acc_values, values) == "reference":
+        choice = _choose(acc_values, values)
+        if choice == "triton":
+            out, urows, ucols, ucounts, scores = _triton_union(acc_values, acc_rows, acc_cols, acc_counts,
+                                                               values.detach(), rows, cols, int(t), mode,
+                                                               float(beta), kind)
+            kept = torch.sort(scores, descending=True, stable=True).indices[:acc_values.shape[0]].sort().values
+            acc_values.copy_(out[kept])
+            return urows[kept], ucols[kept], ucounts[kept]
+        if choice == "reference":
             return reference.superpose_(acc_values, acc_rows, acc_cols, acc_counts, values.detach(), rows, cols,
                                         int(t), mode, float(beta), kind)
         return _call(torch.ops.suptickets.superpose_.default,
