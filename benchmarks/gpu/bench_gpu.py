@@ -1,0 +1,289 @@
+"""The GPU check and benchmark of the Triton kernels, in one run (``run_all.sh`` calls it).
+
+    PYTHONPATH=python python benchmarks/gpu/bench_gpu.py            # on a CUDA GPU (H200: < 5 min)
+    PYTHONPATH=python TRITON_INTERPRET=1 python benchmarks/gpu/bench_gpu.py --smoke   # the script's logic on CPU
+
+1. **Check**: every Triton kernel (linear and conv forward, dX, dvalues; block and gradient
+   scores; the superposition merge) against the reference on the device, bf16 and fp32, each
+   block size; a failure stops the run before any timing.
+2. **Layers**: forward and forward+backward of ``bsr_linear`` (8192 tokens, 4096 -> 4096) and
+   ``bsr_conv2d`` (3x3, 256 -> 256, 16x16, batch 128, channels_last) at densities 0.2 / 0.1 /
+   0.05 and blocks 32 / 64 / 128, in bf16 and fp32 (TF32), against dense cuBLAS (``F.linear``),
+   cuDNN (``F.conv2d``) and, for the linear forward, torch's own ``bsr_dense_mm``. Medians of
+   CUDA-event timings; speedup = dense time / sparse time; eta = speedup x density (DESIGN.md).
+3. **Training step**: VGG-16 and ResNet-50 (CIFAR shapes, batch 128, bf16) sparse (ERK 0.1,
+   64x64 blocks; the first conv stays dense) against dense: forward, backward, SGD step.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import suptickets as st
+from suptickets.ops import _triton, reference
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+TOL = {torch.bfloat16: dict(rtol=5e-2, atol=5e-2), torch.float16: dict(rtol=2e-2, atol=2e-2),
+       torch.float32: dict(rtol=1e-2, atol=1e-2)}  # TF32 products
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def timed(fn, repeats: int, warmup: int = 3) -> float:
+    """Median milliseconds of ``fn()`` (CUDA events on a GPU, wall time otherwise)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+# ---- 1. check against the reference -------------------------------------------------------------
+
+
+def check_all(blocks, dtypes, smoke: bool) -> list[str]:
+    dev, lines = device(), []
+    g = torch.Generator(device="cpu").manual_seed(0)
+    rand = lambda *shape, dtype: torch.randn(*shape, generator=g).to(dev, dtype)  # noqa: E731
+    for dname, dtype in dtypes.items():
+        for b in blocks:
+            R, C, M = (2 * b, 4 * b, 24) if smoke else (8 * b, 8 * b, 512)
+            layout = st.BlockLayout.random((R, C), (b, b), max(1, (R // b) * (C // b) // 3)).to(dev)
+            v, x, bias = rand(layout.nnz, b, b, dtype=dtype), rand(M, C, dtype=dtype), rand(R, dtype=dtype)
+            worst = compare_autograd(lambda x, v, bb: st.ops.bsr_linear(x, v, layout, bb),
+                                     lambda x, v, bb: reference.bsr_linear(x, v, layout, bb), [x, v, bias], dtype)
+            lines.append(f"linear {dname} block {b}: max error {worst:.2e}")
+            cin = b
+            clayout = st.BlockLayout.random((b, 9 * cin), (b, b), 4).to(dev)
+            cv, cx = rand(clayout.nnz, b, b, dtype=dtype), rand(2, cin, 6, 5, dtype=dtype)
+            for stride in (1, 2):
+                worst = compare_autograd(
+                    lambda x, v: st.ops.bsr_conv2d(x, v, clayout, kernel_size=3, stride=stride, padding=1),
+                    lambda x, v: reference.bsr_conv2d(x, v, clayout, kernel_size=(3, 3), stride=(stride, stride),
+                                                      padding=(1, 1)), [cx, cv], dtype)
+                lines.append(f"conv3x3 s{stride} {dname} block {b}: max error {worst:.2e}")
+            dy = rand(M, R, dtype=dtype)
+            got = st.ops.linear_grad_scores(x, dy, (b, b), "l1").float()
+            want = reference.linear_grad_scores(x.float(), dy.float(), (b, b), "l1")
+            torch.testing.assert_close(got, want, **TOL[dtype])
+            got = st.ops.block_scores(v, "l2").float()
+            torch.testing.assert_close(got, reference.block_scores(v.float(), "l2"), **TOL[dtype])
+            other = st.BlockLayout.random((R, C), (b, b), layout.nnz).to(dev)
+            counts = torch.ones(layout.nnz, dtype=torch.int32, device=dev)
+            args = (layout.rows, layout.cols, counts, rand(other.nnz, b, b, dtype=dtype), other.rows, other.cols, 2)
+            for got_t, want_t in zip(st.ops.superpose_union(v, *args), reference.superpose_union(v.float(), *[
+                    a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args], "cia", 0.8)):
+                torch.testing.assert_close(got_t.float(), want_t.float(), **TOL[dtype])
+            lines.append(f"scores + superpose {dname} block {b}: ok")
+    return lines
+
+
+def compare_autograd(fn, ref, inputs, dtype) -> float:
+    outs = []
+    for f, cast in ((fn, False), (ref, True)):
+        leaves = [(t.float() if cast else t).detach().clone().requires_grad_() for t in inputs]
+        y = f(*leaves)
+        y.backward(torch.ones_like(y))
+        outs.append([y.detach().float(), *[t.grad.float() for t in leaves]])
+    worst = 0.0
+    for a, b in zip(*outs):
+        scale = b.abs().max().clamp_min(1.0)
+        torch.testing.assert_close(a / scale, b / scale, **TOL[dtype])
+        worst = max(worst, ((a - b).abs().max() / scale).item())
+    return worst
+
+
+# ---- 2. layers ---------------------------------------------------------------------------------
+
+
+def bench_layers(densities, blocks, dtypes, smoke: bool, repeats: int) -> list[tuple]:
+    dev, rows = device(), []
+    M, C, R = (64, 64, 64) if smoke else (8192, 4096, 4096)
+    B, CH, HW = (2, 32, 6) if smoke else (128, 256, 16)
+    for dname, dtype in dtypes.items():
+        x = torch.randn(M, C, device=dev, dtype=dtype)
+        W = torch.randn(R, C, device=dev, dtype=dtype) / C ** 0.5
+        xc = torch.randn(B, CH, HW, HW, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
+        Wc = (torch.randn(CH, CH, 3, 3, device=dev, dtype=dtype) / (9 * CH) ** 0.5).to(
+            memory_format=torch.channels_last)
+        dense = {
+            "linear": (timed(lambda: F.linear(x, W), repeats),
+                       timed(lambda: fwd_bwd(lambda x, w: F.linear(x, w), x, W), repeats)),
+            "conv": (timed(lambda: F.conv2d(xc, Wc, padding=1), repeats),
+                     timed(lambda: fwd_bwd(lambda x, w: F.conv2d(x, w, padding=1), xc, Wc), repeats)),
+        }
+        for b in blocks:
+            if smoke and b > 32:
+                continue
+            for density in densities:
+                layout = st.BlockLayout.random((R, C), (b, b), max(1, round(density * (R // b) * (C // b)))).to(dev)
+                v = reference.block_values(W, layout).contiguous()
+                fwd = timed(lambda: st.ops.bsr_linear(x, v, layout), repeats)
+                both = timed(lambda: fwd_bwd(lambda x, v: st.ops.bsr_linear(x, v, layout), x, v), repeats)
+                bsr = torch_bsr_ms(W * layout.element_mask().to(dtype), x, b, repeats)
+                d_f, d_fb = dense["linear"]
+                rows.append((f"linear {M}x{C}->{R}", dname, density, b, d_f, fwd, d_f / fwd, d_f / fwd * density,
+                             d_fb, both, d_fb / both, d_fb / both * density, bsr))
+                clayout = st.BlockLayout.random((CH, 9 * CH), (b, b),
+                                                max(1, round(density * (CH // b) * (9 * CH // b)))).to(dev)
+                cv = torch.randn(clayout.nnz, b, b, device=dev, dtype=dtype) / (9 * CH) ** 0.5
+                conv = lambda x, v: st.ops.bsr_conv2d(x, v, clayout, kernel_size=3, padding=1)  # noqa: E731
+                fwd = timed(lambda: conv(xc, cv), repeats)
+                both = timed(lambda: fwd_bwd(conv, xc, cv), repeats)
+                d_f, d_fb = dense["conv"]
+                rows.append((f"conv3x3 {CH}->{CH} {HW}x{HW} b{B}", dname, density, b, d_f, fwd, d_f / fwd,
+                             d_f / fwd * density, d_fb, both, d_fb / both, d_fb / both * density, None))
+    return rows
+
+
+def fwd_bwd(fn, x, w):
+    x = x.detach().requires_grad_()
+    w = w.detach().requires_grad_()
+    y = fn(x, w)
+    y.backward(torch.ones_like(y))
+
+
+def torch_bsr_ms(W_masked, x, b, repeats):
+    """``torch.sparse._triton_ops.bsr_dense_mm`` (W as a BSR tensor times x^T), or None."""
+    try:
+        from torch.sparse._triton_ops import bsr_dense_mm
+
+        bsr = W_masked.to_sparse_bsr((b, b))
+        xt = x.t().contiguous()
+        bsr_dense_mm(bsr, xt)
+        return timed(lambda: bsr_dense_mm(bsr, xt), repeats)
+    except Exception as exc:  # not every build, dtype and block size is supported
+        print(f"# bsr_dense_mm unavailable for block {b}, {x.dtype}: {type(exc).__name__}: {str(exc)[:80]}")
+        return None
+
+
+# ---- 3. training step ------------------------------------------------------------------------------
+
+
+def vgg16(classes=100):
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+    layers, cin = [], 3
+    for c in cfg:
+        if c == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(cin, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            cin = c
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, classes))
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin, mid, stride):
+        super().__init__()
+        out = 4 * mid
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, out, 1, bias=False), nn.BatchNorm2d(out))
+        self.skip = (nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+                     if stride != 1 or cin != out else nn.Identity())
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.skip(x))
+
+
+def resnet50(classes=100):
+    layers, cin = [nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)], 64
+    for mid, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for i in range(n):
+            layers.append(Bottleneck(cin, mid, stride if i == 0 else 1))
+            cin = 4 * mid
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, classes))
+
+
+def bench_training(smoke: bool, repeats: int) -> list[tuple]:
+    dev, rows = device(), []
+    batch = 4 if smoke else 128
+    x = torch.randn(batch, 3, 32, 32, device=dev, dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 100, (batch,), device=dev)
+    for name, make in (("VGG-16", vgg16), ("ResNet-50", resnet50)):
+        times = []
+        for sparse in (False, True):
+            torch.manual_seed(0)
+            model = make()
+            if sparse:
+                model = st.sparsify(model, density=0.1, distribution="erk", block_size=(64, 64))
+            model = model.to(dev, torch.bfloat16).to(memory_format=torch.channels_last)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+            def step():
+                loss = F.cross_entropy(model(x).float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            times.append(timed(step, repeats))
+        rows.append((name, batch, times[0], times[1], times[0] / times[1]))
+    return rows
+
+
+def markdown(header, rows) -> str:
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes (the interpreter on CPU)")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--skip-training", action="store_true")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available() and not args.smoke:
+        print("no CUDA GPU: run with --smoke under TRITON_INTERPRET=1 to check the script on CPU")
+        return 2
+    if not _triton.available:
+        print(f"Triton is not available: {_triton.load_error}")
+        return 2
+    dtypes = DTYPES
+    if args.smoke:  # Triton on CPU tensors; the interpreter's bf16 tl.dot is wrong, so fp16 stands in
+        os.environ["SUPTICKETS_BACKEND"] = "triton"
+        dtypes = {"fp16": torch.float16, "fp32": torch.float32}
+    start = time.perf_counter()
+    blocks = (32,) if args.smoke else (32, 64, 128)
+    densities = (0.2, 0.1, 0.05)
+    repeats = 2 if args.smoke else args.repeats
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (Triton interpreter)"
+    print(f"# {name}, torch {torch.__version__}, triton {__import__('triton').__version__}")
+    for line in check_all(blocks, dtypes, args.smoke):
+        print(f"# check: {line}")
+    print(f"# checks passed in {time.perf_counter() - start:.0f} s")
+    rows = bench_layers(densities, blocks, dtypes, args.smoke, repeats)
+    print(markdown(("layer", "dtype", "density", "block", "dense fwd ms", "sparse fwd ms", "fwd speedup", "fwd eta",
+                    "dense f+b ms", "sparse f+b ms", "f+b speedup", "f+b eta", "bsr_dense_mm fwd ms"), rows))
+    if not args.skip_training and not args.smoke:  # whole networks are too slow for the interpreter
+        rows = bench_training(args.smoke, max(2, repeats // 2))
+        print(markdown(("model (CIFAR, bf16)", "batch", "dense step ms", "sparse step ms (0.1, 64x64)", "speedup"),
+                       rows))
+    print(f"# total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
