@@ -48,3 +48,37 @@ def test_channels_last_input_and_output():
     y = st.ops.bsr_conv2d(x, values, layout, kernel_size=3, padding=1)
     assert y.is_contiguous(memory_format=torch.channels_last)
     compare(*conv(layout, (3, 1, 1, 1)), [x, values, torch.randn(32, device=DEVICE)], torch.float32)
+
+
+def test_compiled_model_matches_eager():
+    """``torch.compile(fullgraph=True)`` through the Triton ops (inductor), forward and gradients."""
+    lay = st.BlockLayout.random((32, 32), (16, 16), 3).to(DEVICE)
+    clay = st.BlockLayout.random((16, 9 * 16), (16, 16), 4).to(DEVICE)
+    v = torch.randn(lay.nnz, 16, 16, device=DEVICE, requires_grad=True)
+    cv = torch.randn(clay.nnz, 16, 16, device=DEVICE, requires_grad=True)
+
+    def f(x, xc):
+        y = st.ops.bsr_conv2d(xc, cv, clay, kernel_size=3, padding=1)
+        return (st.ops.bsr_linear(x, v, lay).square().sum() + y.relu().sum()) / 100
+
+    x, xc = torch.randn(4, 32, device=DEVICE), torch.randn(2, 16, 5, 5, device=DEVICE)
+    eager = f(x, xc)
+    grads = torch.autograd.grad(eager, (v, cv))
+    compiled = torch.compile(f, fullgraph=True)(x, xc)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    for a, b in zip(torch.autograd.grad(compiled, (v, cv)), grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_opcheck():
+    lay = st.BlockLayout.random((32, 9 * 16), (16, 16), 4).to(DEVICE)
+    v = torch.randn(lay.nnz, 16, 16, device=DEVICE, requires_grad=True)
+    x = torch.randn(2, 16, 5, 5, device=DEVICE, requires_grad=True)
+    args = (x, v, lay.rows, lay.cols, lay.row_ptr, lay.col_ptr, lay.col_perm, None, 32, [3, 3], [1, 1], [1, 1],
+            [1, 1], "ieee")
+    torch.library.opcheck(torch.ops.suptickets.triton_bsr_conv2d.default, args)
+    lin = st.BlockLayout.random((32, 48), (16, 16), 3).to(DEVICE)
+    lv = torch.randn(lin.nnz, 16, 16, device=DEVICE, requires_grad=True)
+    largs = (torch.randn(5, 48, device=DEVICE, requires_grad=True), lv, lin.rows, lin.cols, lin.row_ptr, lin.col_ptr,
+             lin.col_perm, torch.randn(32, device=DEVICE, requires_grad=True), 32, "ieee")
+    torch.library.opcheck(torch.ops.suptickets.triton_bsr_linear.default, largs)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 try:
     import suptickets_kernels as kernels
 
@@ -17,6 +19,16 @@ except ImportError as exc:  # triton not installed
 def interpreting() -> bool:
     """True when Triton runs its interpreter (``TRITON_INTERPRET=1``, set before import)."""
     return available and kernels.interpreting()
+
+
+def define(name: str, mutates_args=()):
+    """Decorator that registers a Python function calling Triton kernels as an operator:
+    ``torch.library.triton_op`` on GPUs (``torch.compile`` traces into the kernels), an opaque
+    ``torch.library.custom_op`` under the interpreter (whose kernels cannot be traced with fake
+    tensors); both get the fake implementations registered next to them."""
+    if interpreting():
+        return torch.library.custom_op(name, mutates_args=mutates_args)
+    return torch.library.triton_op(name, mutates_args=mutates_args)
 
 
 def fp32_precision() -> str:

@@ -13,7 +13,7 @@ if _triton.available:
     def _nhwc(t: torch.Tensor) -> torch.Tensor:
         return t.permute(0, 2, 3, 1).contiguous()
 
-    @torch.library.triton_op("suptickets::triton_bsr_conv2d", mutates_args=())
+    @_triton.define("suptickets::triton_bsr_conv2d", mutates_args=())
     def triton_bsr_conv2d(x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                           row_ptr: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
                           bias: torch.Tensor | None, out_channels: int, kernel_size: list[int], stride: list[int],
@@ -22,7 +22,7 @@ if _triton.available:
                        padding, dilation, precision)
         return y.permute(0, 3, 1, 2)
 
-    @torch.library.triton_op("suptickets::triton_bsr_conv2d_backward", mutates_args=())
+    @_triton.define("suptickets::triton_bsr_conv2d_backward", mutates_args=())
     def triton_bsr_conv2d_backward(grad: torch.Tensor, x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
                                    cols: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
                                    kernel_size: list[int], stride: list[int], padding: list[int],
@@ -38,6 +38,21 @@ if _triton.available:
         if need_values:
             dv = _K.grad_values(g, _nhwc(x), values, rows, cols, *geometry, precision)
         return dx, dv
+
+    @triton_bsr_conv2d.register_fake
+    def _fake(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_channels, kernel_size, stride, padding,
+              dilation, precision):
+        size = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+                for n, k, s, p, d in zip(x.shape[2:], kernel_size, stride, padding, dilation)]
+        return torch.empty((x.shape[0], out_channels, *size), dtype=x.dtype, device=x.device,
+                           memory_format=torch.channels_last)
+
+    @triton_bsr_conv2d_backward.register_fake
+    def _fake_backward(grad, x, values, rows, cols, col_ptr, col_perm, kernel_size, stride, padding, dilation,
+                       need_input, need_values, precision):
+        dx = (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+              if need_input else values.new_empty((0,)))
+        return dx, values.new_empty(values.shape) if need_values else values.new_empty((0,))
 
     def _setup_context(ctx, inputs, output):
         x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, _, kernel_size, stride, padding, dilation, \

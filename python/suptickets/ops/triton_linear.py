@@ -11,7 +11,7 @@ from . import _triton
 if _triton.available:
     _K = _triton.kernels.bsr_matmul
 
-    @torch.library.triton_op("suptickets::triton_bsr_linear", mutates_args=())
+    @_triton.define("suptickets::triton_bsr_linear", mutates_args=())
     def triton_bsr_linear(x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                           row_ptr: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
                           bias: torch.Tensor | None, out_features: int, precision: str) -> torch.Tensor:
@@ -19,7 +19,7 @@ if _triton.available:
         y = _K.forward(x2d, values.contiguous(), cols, row_ptr, bias, out_features, precision)
         return y.reshape(*x.shape[:-1], out_features)
 
-    @torch.library.triton_op("suptickets::triton_bsr_linear_backward", mutates_args=())
+    @_triton.define("suptickets::triton_bsr_linear_backward", mutates_args=())
     def triton_bsr_linear_backward(grad: torch.Tensor, x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
                                    cols: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
                                    need_input: bool, need_values: bool,
@@ -32,6 +32,15 @@ if _triton.available:
         if need_values:
             dv = _K.grad_values(g2d, x.reshape(-1, x.shape[-1]).contiguous(), values, rows, cols, precision)
         return dx, dv
+
+    @triton_bsr_linear.register_fake
+    def _fake(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_features, precision):
+        return x.new_empty((*x.shape[:-1], out_features))
+
+    @triton_bsr_linear_backward.register_fake
+    def _fake_backward(grad, x, values, rows, cols, col_ptr, col_perm, need_input, need_values, precision):
+        return (x.new_empty(x.shape) if need_input else values.new_empty((0,)),
+                values.new_empty(values.shape) if need_values else values.new_empty((0,)))
 
     def _setup_context(ctx, inputs, output):
         x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_features, precision = inputs
