@@ -32,11 +32,12 @@ def _pixel(p, HO, WO):
 @triton.autotune(configs=matmul_configs(), key=["P", "BR", "BC"])
 @triton.jit
 def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, P, H, W, CIN, HO, WO, COUT,
-             KW, SH, SW, PH, PW, DH, DW,
+             KW, SH, SW, PH, PW, DH, DW, GRID_N,
              HAS_BIAS: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr,
              BLOCK_M: tl.constexpr):
-    pid = tl.program_id(0)
-    r = tl.program_id(1)
+    pid = tl.program_id(0)  # consecutive programs: the block-rows of one pixel tile
+    r = pid % GRID_N
+    pid = pid // GRID_N
     p = tl.cast(pid * BLOCK_M + tl.arange(0, BLOCK_M), tl.int64)
     in_p = p < P
     n, ho, wo = _pixel(p, HO, WO)
@@ -66,10 +67,11 @@ def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, P, H, W, CIN,
 @triton.autotune(configs=matmul_configs(), key=["P", "BR", "BC"])
 @triton.jit
 def _grad_input(dy_ptr, v_ptr, rows_ptr, col_ptr_ptr, col_perm_ptr, dx_ptr, P, H, W, CIN, HO, WO, COUT,
-                KH, KW, SH, SW, PH, PW, DH, DW,
+                KH, KW, SH, SW, PH, PW, DH, DW, GRID_N,
                 BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr):
-    pid = tl.program_id(0)
-    q = tl.program_id(1)
+    pid = tl.program_id(0)  # consecutive programs: the channel blocks of one pixel tile
+    q = pid % GRID_N
+    pid = pid // GRID_N
     p = tl.cast(pid * BLOCK_M + tl.arange(0, BLOCK_M), tl.int64)
     in_p = p < P
     n, h, w = _pixel(p, H, W)
@@ -165,10 +167,11 @@ def forward(x_nhwc, values, cols, row_ptr, bias, out_channels: int, kernel_size,
     _, BR, BC = values.shape
     y = x_nhwc.new_empty((B, HO, WO, out_channels))
     P = B * HO * WO
-    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]), out_channels // BR)  # noqa: E731
+    n = out_channels // BR
+    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]) * n,)  # noqa: E731
     torch.library.wrap_triton(_forward)[grid](
         x_nhwc, values, cols, row_ptr, bias if bias is not None else values, y, P, H, W, CIN, HO, WO, out_channels,
-        kw, sh, sw, ph, pw, dh, dw, HAS_BIAS=bias is not None, BR=BR, BC=BC,
+        kw, sh, sw, ph, pw, dh, dw, n, HAS_BIAS=bias is not None, BR=BR, BC=BC,
         PRECISION=_precision(x_nhwc.dtype, precision))
     return y
 
@@ -182,9 +185,10 @@ def grad_input(dy_nhwc, values, rows, col_ptr, col_perm, input_shape, kernel_siz
     _, BR, BC = values.shape
     dx = dy_nhwc.new_empty((B, H, W, CIN))
     P = B * H * W
-    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]), CIN // BC)  # noqa: E731
+    n = CIN // BC
+    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]) * n,)  # noqa: E731
     torch.library.wrap_triton(_grad_input)[grid](
-        dy_nhwc, values, rows, col_ptr, col_perm, dx, P, H, W, CIN, HO, WO, COUT, kh, kw, sh, sw, ph, pw, dh, dw,
+        dy_nhwc, values, rows, col_ptr, col_perm, dx, P, H, W, CIN, HO, WO, COUT, kh, kw, sh, sw, ph, pw, dh, dw, n,
         BR=BR, BC=BC, PRECISION=_precision(dy_nhwc.dtype, precision))
     return dx
 

@@ -26,11 +26,12 @@ from .config import interpreting, matmul_configs, sddmm_configs
 
 @triton.autotune(configs=matmul_configs(), key=["M", "BR", "BC"])
 @triton.jit
-def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, M, stride_x, stride_y,
+def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, M, stride_x, stride_y, GRID_N,
              HAS_BIAS: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr,
              BLOCK_M: tl.constexpr):
-    pid_m = tl.program_id(0)
-    r = tl.program_id(1)
+    pid = tl.program_id(0)  # consecutive programs: the block-rows of one row tile (its x rows stay in L2)
+    r = pid % GRID_N
+    pid_m = pid // GRID_N
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_r = tl.arange(0, BR)
     offs_c = tl.arange(0, BC)
@@ -53,10 +54,11 @@ def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, M, stride_x, 
 
 @triton.autotune(configs=matmul_configs(), key=["M", "BR", "BC"])
 @triton.jit
-def _grad_input(dy_ptr, v_ptr, rows_ptr, col_ptr_ptr, col_perm_ptr, dx_ptr, M, stride_dy, stride_dx,
+def _grad_input(dy_ptr, v_ptr, rows_ptr, col_ptr_ptr, col_perm_ptr, dx_ptr, M, stride_dy, stride_dx, GRID_N,
                 BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr):
-    pid_m = tl.program_id(0)
-    c = tl.program_id(1)
+    pid = tl.program_id(0)  # consecutive programs: the block-columns of one row tile of dY
+    c = pid % GRID_N
+    pid_m = pid // GRID_N
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_r = tl.arange(0, BR)
     offs_c = tl.arange(0, BC)
@@ -121,9 +123,10 @@ def forward(x2d, values, cols, row_ptr, bias, out_features: int, precision: str 
     M = x2d.shape[0]
     _, BR, BC = values.shape
     y = x2d.new_empty((M, out_features))
-    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), out_features // BR)  # noqa: E731
+    n = out_features // BR
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * n,)  # noqa: E731
     torch.library.wrap_triton(_forward)[grid](
-        x2d, values, cols, row_ptr, bias if bias is not None else values, y, M, x2d.stride(0), y.stride(0),
+        x2d, values, cols, row_ptr, bias if bias is not None else values, y, M, x2d.stride(0), y.stride(0), n,
         HAS_BIAS=bias is not None, BR=BR, BC=BC, PRECISION=_precision(x2d.dtype, precision))
     return y
 
@@ -133,9 +136,10 @@ def grad_input(dy2d, values, rows, col_ptr, col_perm, in_features: int, precisio
     M = dy2d.shape[0]
     _, BR, BC = values.shape
     dx = dy2d.new_empty((M, in_features))
-    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), in_features // BC)  # noqa: E731
+    n = in_features // BC
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * n,)  # noqa: E731
     torch.library.wrap_triton(_grad_input)[grid](
-        dy2d, values, rows, col_ptr, col_perm, dx, M, dy2d.stride(0), dx.stride(0),
+        dy2d, values, rows, col_ptr, col_perm, dx, M, dy2d.stride(0), dx.stride(0), n,
         BR=BR, BC=BC, PRECISION=_precision(dy2d.dtype, precision))
     return dx
 

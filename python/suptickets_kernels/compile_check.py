@@ -33,12 +33,12 @@ def cases(block: int = 64):
         common = {"BR": block, "BC": block, "PRECISION": precision}
         yield (f"bsr_matmul.forward[{name}]", bsr_matmul._forward,
                {"x_ptr": ptr, "v_ptr": ptr, "cols_ptr": "*i32", "row_ptr_ptr": "*i32", "bias_ptr": ptr,
-                "y_ptr": ptr, "M": "i32", "stride_x": "i32", "stride_y": "i32", "HAS_BIAS": "constexpr",
+                "y_ptr": ptr, "M": "i32", "stride_x": "i32", "stride_y": "i32", "GRID_N": "i32", "HAS_BIAS": "constexpr",
                 "BR": "constexpr", "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
                {**common, "HAS_BIAS": True, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
         yield (f"bsr_matmul.grad_input[{name}]", bsr_matmul._grad_input,
                {"dy_ptr": ptr, "v_ptr": ptr, "rows_ptr": "*i32", "col_ptr_ptr": "*i32", "col_perm_ptr": "*i32",
-                "dx_ptr": ptr, "M": "i32", "stride_dy": "i32", "stride_dx": "i32", "BR": "constexpr",
+                "dx_ptr": ptr, "M": "i32", "stride_dy": "i32", "stride_dx": "i32", "GRID_N": "i32", "BR": "constexpr",
                 "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
                {**common, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
         yield (f"bsr_matmul.grad_values[{name}]", bsr_matmul._grad_values,
@@ -51,12 +51,12 @@ def cases(block: int = 64):
         ints = lambda names: {n: "i32" for n in names}  # noqa: E731
         yield (f"bsr_conv.forward[{name}]", bsr_conv._forward,
                {"x_ptr": ptr, "v_ptr": ptr, "cols_ptr": "*i32", "row_ptr_ptr": "*i32", "bias_ptr": ptr,
-                "y_ptr": ptr, **ints(["P", *geometry, *taps]), "HAS_BIAS": "constexpr", "BR": "constexpr",
+                "y_ptr": ptr, **ints(["P", *geometry, *taps, "GRID_N"]), "HAS_BIAS": "constexpr", "BR": "constexpr",
                 "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
                {**common, "HAS_BIAS": True, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
         yield (f"bsr_conv.grad_input[{name}]", bsr_conv._grad_input,
                {"dy_ptr": ptr, "v_ptr": ptr, "rows_ptr": "*i32", "col_ptr_ptr": "*i32", "col_perm_ptr": "*i32",
-                "dx_ptr": ptr, **ints(["P", *geometry, "KH", *taps]), "BR": "constexpr", "BC": "constexpr",
+                "dx_ptr": ptr, **ints(["P", *geometry, "KH", *taps, "GRID_N"]), "BR": "constexpr", "BC": "constexpr",
                 "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
                {**common, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
         yield (f"bsr_conv.grad_values[{name}]", bsr_conv._grad_values,
