@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import suptickets as st
-from suptickets.ops import _triton, reference
+from suptickets.ops import reference
 from triton_helpers import DEVICE, DTYPES, TOL, compare, masks, needs_triton, skip_bf16_in_interpreter
 from triton_helpers import triton_backend  # noqa: F401  (fixture)
 

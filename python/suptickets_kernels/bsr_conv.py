@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .config import interpreting, matmul_configs, sddmm_configs
+from .bsr_matmul import split_parts, store_part
+from .config import input_precision, interpreting, matmul_configs, sddmm_configs
 
 
 @triton.jit
@@ -136,17 +137,10 @@ def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, P, pixels_per_part, 
     hi = tl.minimum(lo + pixels_per_part, P)
     acc = sddmm_block(dy_ptr, x_ptr, r, c, lo, hi, H, W, CIN, HO, WO, COUT, KW, SH, SW, PH, PW, DH, DW,
                       BR, BC, PRECISION, BLOCK_K)
-    offs_r = tl.arange(0, BR)
-    offs_c = tl.arange(0, BC)
-    out = dv_ptr + (tl.cast(part, tl.int64) * nnz + tl.cast(s, tl.int64)) * (BR * BC)
-    tl.store(out + offs_r[:, None] * BC + offs_c[None, :], acc.to(dv_ptr.dtype.element_ty))
+    store_part(dv_ptr, part, s, nnz, acc, BR, BC)
 
 
 # ---- launchers: NHWC (row-contiguous) tensors in and out ----------------------------------------
-
-
-def _precision(dtype: torch.dtype, precision: str) -> str:
-    return precision if dtype == torch.float32 else "ieee"
 
 
 def _geometry(kernel_size, stride, padding, dilation):
@@ -172,7 +166,7 @@ def forward(x_nhwc, values, cols, row_ptr, bias, out_channels: int, kernel_size,
     torch.library.wrap_triton(_forward)[grid](
         x_nhwc, values, cols, row_ptr, bias if bias is not None else values, y, P, H, W, CIN, HO, WO, out_channels,
         kw, sh, sw, ph, pw, dh, dw, n, HAS_BIAS=bias is not None, BR=BR, BC=BC,
-        PRECISION=_precision(x_nhwc.dtype, precision))
+        PRECISION=input_precision(x_nhwc.dtype, precision))
     return y
 
 
@@ -189,15 +183,13 @@ def grad_input(dy_nhwc, values, rows, col_ptr, col_perm, input_shape, kernel_siz
     grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]) * n,)  # noqa: E731
     torch.library.wrap_triton(_grad_input)[grid](
         dy_nhwc, values, rows, col_ptr, col_perm, dx, P, H, W, CIN, HO, WO, COUT, kh, kw, sh, sw, ph, pw, dh, dw, n,
-        BR=BR, BC=BC, PRECISION=_precision(dy_nhwc.dtype, precision))
+        BR=BR, BC=BC, PRECISION=input_precision(dy_nhwc.dtype, precision))
     return dx
 
 
 def grad_values(dy_nhwc, x_nhwc, values, rows, cols, kernel_size, stride, padding, dilation,
                 precision: str = "tf32", parts: int | None = None):
     """``dvalues[s]``: the block of ``dW = dY^T im2col(X)`` at each active slot ``s``."""
-    from .bsr_matmul import split_parts
-
     B, H, W, CIN = x_nhwc.shape
     _, HO, WO, COUT = dy_nhwc.shape
     kh, kw, sh, sw, ph, pw, dh, dw = _geometry(kernel_size, stride, padding, dilation)
@@ -209,5 +201,5 @@ def grad_values(dy_nhwc, x_nhwc, values, rows, cols, kernel_size, stride, paddin
     if nnz:
         torch.library.wrap_triton(_grad_values)[(nnz, parts)](
             dy_nhwc, x_nhwc, rows, cols, out, P, triton.cdiv(P, parts), nnz, H, W, CIN, HO, WO, COUT,
-            kw, sh, sw, ph, pw, dh, dw, BR=BR, BC=BC, PRECISION=_precision(dy_nhwc.dtype, precision))
+            kw, sh, sw, ph, pw, dh, dw, BR=BR, BC=BC, PRECISION=input_precision(dy_nhwc.dtype, precision))
     return out[0] if parts == 1 else out.sum(0).to(values.dtype)

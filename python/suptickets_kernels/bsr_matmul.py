@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .config import interpreting, matmul_configs, sddmm_configs
+from .config import input_precision, interpreting, matmul_configs, sddmm_configs
 
 
 @triton.autotune(configs=matmul_configs(), key=["M", "BR", "BC"])
@@ -105,6 +105,12 @@ def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, M, rows_per_part, st
     lo = part * rows_per_part
     hi = tl.minimum(lo + rows_per_part, M)
     acc = sddmm_block(dy_ptr, x_ptr, r, c, lo, hi, stride_dy, stride_x, BR, BC, PRECISION, BLOCK_K)
+    store_part(dv_ptr, part, s, nnz, acc, BR, BC)
+
+
+@triton.jit
+def store_part(dv_ptr, part, s, nnz, acc, BR: tl.constexpr, BC: tl.constexpr):
+    """Writes block ``s``'s partial ``dvalues`` of row part ``part`` (``dv[part, s]``)."""
     offs_r = tl.arange(0, BR)
     offs_c = tl.arange(0, BC)
     out = dv_ptr + (tl.cast(part, tl.int64) * nnz + tl.cast(s, tl.int64)) * (BR * BC)
@@ -112,10 +118,6 @@ def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, M, rows_per_part, st
 
 
 # ---- launchers (plain tensors in, plain tensors out) ------------------------------------------
-
-
-def _precision(dtype: torch.dtype, precision: str) -> str:
-    return precision if dtype == torch.float32 else "ieee"
 
 
 def forward(x2d, values, cols, row_ptr, bias, out_features: int, precision: str = "tf32"):
@@ -127,7 +129,7 @@ def forward(x2d, values, cols, row_ptr, bias, out_features: int, precision: str 
     grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * n,)  # noqa: E731
     torch.library.wrap_triton(_forward)[grid](
         x2d, values, cols, row_ptr, bias if bias is not None else values, y, M, x2d.stride(0), y.stride(0), n,
-        HAS_BIAS=bias is not None, BR=BR, BC=BC, PRECISION=_precision(x2d.dtype, precision))
+        HAS_BIAS=bias is not None, BR=BR, BC=BC, PRECISION=input_precision(x2d.dtype, precision))
     return y
 
 
@@ -140,7 +142,7 @@ def grad_input(dy2d, values, rows, col_ptr, col_perm, in_features: int, precisio
     grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * n,)  # noqa: E731
     torch.library.wrap_triton(_grad_input)[grid](
         dy2d, values, rows, col_ptr, col_perm, dx, M, dy2d.stride(0), dx.stride(0), n,
-        BR=BR, BC=BC, PRECISION=_precision(dy2d.dtype, precision))
+        BR=BR, BC=BC, PRECISION=input_precision(dy2d.dtype, precision))
     return dx
 
 
@@ -162,5 +164,5 @@ def grad_values(dy2d, x2d, values, rows, cols, precision: str = "tf32", parts: i
     if nnz:
         torch.library.wrap_triton(_grad_values)[(nnz, parts)](
             dy2d, x2d, rows, cols, out, M, rows_per_part, dy2d.stride(0), x2d.stride(0), nnz,
-            BR=BR, BC=BC, PRECISION=_precision(dy2d.dtype, precision))
+            BR=BR, BC=BC, PRECISION=input_precision(dy2d.dtype, precision))
     return out[0] if parts == 1 else out.sum(0).to(values.dtype)

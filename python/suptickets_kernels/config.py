@@ -31,3 +31,11 @@ def sddmm_configs() -> list[triton.Config]:
         return [triton.Config({"BLOCK_K": 16}, num_warps=1, num_stages=1)]
     return [triton.Config({"BLOCK_K": 64}, num_warps=4, num_stages=3),
             triton.Config({"BLOCK_K": 32}, num_warps=4, num_stages=4)]
+
+
+def input_precision(dtype, precision: str) -> str:
+    """``tl.dot``'s ``input_precision``: ``precision`` ("tf32" or "ieee") for float32 operands;
+    "ieee" (the only meaningful one) for float16 and bfloat16."""
+    import torch
+
+    return precision if dtype == torch.float32 else "ieee"

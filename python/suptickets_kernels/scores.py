@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from . import bsr_conv, bsr_matmul
-from .config import sddmm_configs
+from .config import input_precision, sddmm_configs
 
 KINDS = {"l1": 1, "l2": 2}
 
@@ -60,10 +60,6 @@ def _conv_grad_scores(dy_ptr, x_ptr, out_ptr, P, H, W, CIN, HO, WO, COUT, KW, SH
 # ---- launchers -------------------------------------------------------------------------------------
 
 
-def _precision(dtype: torch.dtype, precision: str) -> str:
-    return precision if dtype == torch.float32 else "ieee"
-
-
 def block_scores(values: torch.Tensor, kind: str) -> torch.Tensor:
     """``[nnz]`` fp32 norms of ``values[nnz, BR, BC]`` (contiguous)."""
     nnz, BR, BC = values.shape
@@ -80,7 +76,7 @@ def linear_grad_scores(x2d, dy2d, block_size, kind: str, precision: str = "tf32"
     out = torch.empty((gr, gc), dtype=torch.float32, device=x2d.device)
     torch.library.wrap_triton(_linear_grad_scores)[(gr, gc)](
         dy2d, x2d, out, x2d.shape[0], dy2d.stride(0), x2d.stride(0), gc, BR=BR, BC=BC, KIND=KINDS[kind],
-        PRECISION=_precision(x2d.dtype, precision))
+        PRECISION=input_precision(x2d.dtype, precision))
     return out
 
 
@@ -95,5 +91,5 @@ def conv2d_grad_scores(x_nhwc, dy_nhwc, block_size, kernel_size, stride, padding
     out = torch.empty((gr, gc), dtype=torch.float32, device=x_nhwc.device)
     torch.library.wrap_triton(_conv_grad_scores)[(gr, gc)](
         dy_nhwc, x_nhwc, out, B * HO * WO, H, W, CIN, HO, WO, COUT, kw, sh, sw, ph, pw, dh, dw, gc,
-        BR=BR, BC=BC, KIND=KINDS[kind], PRECISION=_precision(x_nhwc.dtype, precision))
+        BR=BR, BC=BC, KIND=KINDS[kind], PRECISION=input_precision(x_nhwc.dtype, precision))
     return out
