@@ -72,7 +72,8 @@ def test_split_parts():
 def test_every_kernel_compiles_for_sm90():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    proc = subprocess.run([sys.executable, "-m", "suptickets_kernels.compile_check", "--arch", "90"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "suptickets_kernels.compile_check", "--arch", "90", "--fit"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("sm_90 cubin") == 30, proc.stdout  # 10 kernels x bf16, fp16, fp32
+    assert proc.stdout.count("shared memory per config") == 8, proc.stdout  # every autotuned kernel fits

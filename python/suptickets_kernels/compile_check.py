@@ -101,12 +101,42 @@ def compile_all(arch: int = 90, block: int = 64, verbose: bool = True) -> list[s
     return done
 
 
+SHARED_LIMIT = {90: 232448}  # bytes of shared memory a block may use (H100/H200: 227 KB)
+
+
+def check_fit(arch: int = 90, block: int = 128, dtype: str = "fp32", verbose: bool = True) -> list[str]:
+    """For every autotuned kernel, at ``block`` x ``block`` blocks in ``dtype`` (the largest
+    footprint), compiles each autotune configuration and checks that at least one fits in the
+    shared memory of ``sm_<arch>``: the autotuner skips configurations that do not fit, and fails
+    when none does, which only a GPU would otherwise show."""
+    target, limit, lines = GPUTarget("cuda", arch, 32), SHARED_LIMIT[arch], []
+    for name, kernel, signature, constexprs, options in cases(block):
+        if f"[{dtype}]" not in name or not isinstance(kernel, triton.runtime.Autotuner):
+            continue
+        shared = []
+        for config in kernel.configs:
+            compiled = triton.compile(ASTSource(kernel.fn, signature, {**constexprs, **config.kwargs}), target=target,
+                                      options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+            shared.append(compiled.metadata.shared)
+        line = f"{name} block {block}: shared memory per config {shared} (limit {limit})"
+        if min(shared) > limit:
+            raise RuntimeError(f"no autotune configuration fits: {line}")
+        if verbose:
+            print(line)
+        lines.append(line)
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", type=int, default=90)
     parser.add_argument("--block", type=int, default=64)
+    parser.add_argument("--fit", action="store_true", help="also check that an autotune config of every kernel "
+                        "fits in shared memory with 128x128 fp32 blocks")
     args = parser.parse_args(argv)
     compile_all(args.arch, args.block)
+    if args.fit:
+        check_fit(args.arch)
     return 0
 
 
