@@ -156,6 +156,9 @@ class Superposer:
             for key, tensor in state.items():
                 if key in skip:
                     continue
+                if not torch.is_tensor(tensor):  # a module's extra state: the latest ticket's
+                    self._latest[key] = copy.deepcopy(tensor)
+                    continue
                 target = self._dense if tensor.is_floating_point() else self._latest
                 target[key] = tensor.detach().clone()
         self._shapes = dict(shapes)
@@ -170,9 +173,12 @@ class Superposer:
         if sorted(sparse) != sorted(self._sparse):
             raise mismatch(f"sparse layers {sorted(sparse)} instead of {sorted(self._sparse)}")
         for key, acc in list(self._dense.items()) + list(self._latest.items()):
-            if tuple(state[key].shape) != tuple(acc.shape) or state[key].dtype != acc.dtype:
-                raise mismatch(f"{key} is {state[key].dtype} {tuple(state[key].shape)}, expected {acc.dtype} "
-                               f"{tuple(acc.shape)}")
+            if not torch.is_tensor(acc):
+                continue
+            given = state[key]
+            if not torch.is_tensor(given) or tuple(given.shape) != tuple(acc.shape) or given.dtype != acc.dtype:
+                found = f"{given.dtype} {tuple(given.shape)}" if torch.is_tensor(given) else type(given).__name__
+                raise mismatch(f"{key} is {found}, expected {acc.dtype} {tuple(acc.shape)}")
         for p, acc in self._sparse.items():
             values = state[p + "values"]
             if values.dim() != 3 or values.shape[1:] != acc.values.shape[1:] or values.dtype != acc.values.dtype:
@@ -217,7 +223,8 @@ class Superposer:
             for key, acc in self._dense.items():
                 acc.mul_(a).add_(state[key].detach().to(acc.device), alpha=b)
             for key in self._latest:
-                self._latest[key] = state[key].detach().clone()
+                value = state[key]
+                self._latest[key] = value.detach().clone() if torch.is_tensor(value) else copy.deepcopy(value)
 
     # ---- the result -----------------------------------------------------------------------
 
