@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .bsr_matmul import split_parts, store_part
+from .bsr_matmul import row_tile, split_parts, store_part, tile_grid
 from .config import input_precision, interpreting, matmul_configs, sddmm_configs
 
 
@@ -36,11 +36,7 @@ def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, P, H, W, CIN,
              KW, SH, SW, PH, PW, DH, DW, GRID_N,
              HAS_BIAS: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr,
              BLOCK_M: tl.constexpr):
-    pid = tl.program_id(0)  # consecutive programs: the block-rows of one pixel tile
-    r = pid % GRID_N
-    pid = pid // GRID_N
-    p = tl.cast(pid * BLOCK_M + tl.arange(0, BLOCK_M), tl.int64)
-    in_p = p < P
+    r, p, in_p = row_tile(GRID_N, P, BLOCK_M)  # output pixels
     n, ho, wo = _pixel(p, HO, WO)
     offs_r = tl.arange(0, BR)
     offs_c = tl.arange(0, BC)
@@ -70,11 +66,7 @@ def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, P, H, W, CIN,
 def _grad_input(dy_ptr, v_ptr, rows_ptr, col_ptr_ptr, col_perm_ptr, dx_ptr, P, H, W, CIN, HO, WO, COUT,
                 KH, KW, SH, SW, PH, PW, DH, DW, GRID_N,
                 BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr):
-    pid = tl.program_id(0)  # consecutive programs: the channel blocks of one pixel tile
-    q = pid % GRID_N
-    pid = pid // GRID_N
-    p = tl.cast(pid * BLOCK_M + tl.arange(0, BLOCK_M), tl.int64)
-    in_p = p < P
+    q, p, in_p = row_tile(GRID_N, P, BLOCK_M)  # input pixels
     n, h, w = _pixel(p, H, W)
     offs_r = tl.arange(0, BR)
     offs_c = tl.arange(0, BC)
@@ -160,11 +152,10 @@ def forward(x_nhwc, values, cols, row_ptr, bias, out_channels: int, kernel_size,
     HO, WO = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
     _, BR, BC = values.shape
     y = x_nhwc.new_empty((B, HO, WO, out_channels))
-    P = B * HO * WO
     n = out_channels // BR
-    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]) * n,)  # noqa: E731
-    torch.library.wrap_triton(_forward)[grid](
-        x_nhwc, values, cols, row_ptr, bias if bias is not None else values, y, P, H, W, CIN, HO, WO, out_channels,
+    torch.library.wrap_triton(_forward)[tile_grid(B * HO * WO, n)](
+        x_nhwc, values, cols, row_ptr, bias if bias is not None else values, y, B * HO * WO, H, W, CIN, HO, WO,
+        out_channels,
         kw, sh, sw, ph, pw, dh, dw, n, HAS_BIAS=bias is not None, BR=BR, BC=BC,
         PRECISION=input_precision(x_nhwc.dtype, precision))
     return y
@@ -178,11 +169,9 @@ def grad_input(dy_nhwc, values, rows, col_ptr, col_perm, input_shape, kernel_siz
     kh, kw, sh, sw, ph, pw, dh, dw = _geometry(kernel_size, stride, padding, dilation)
     _, BR, BC = values.shape
     dx = dy_nhwc.new_empty((B, H, W, CIN))
-    P = B * H * W
     n = CIN // BC
-    grid = lambda meta: (triton.cdiv(P, meta["BLOCK_M"]) * n,)  # noqa: E731
-    torch.library.wrap_triton(_grad_input)[grid](
-        dy_nhwc, values, rows, col_ptr, col_perm, dx, P, H, W, CIN, HO, WO, COUT, kh, kw, sh, sw, ph, pw, dh, dw, n,
+    torch.library.wrap_triton(_grad_input)[tile_grid(B * H * W, n)](
+        dy_nhwc, values, rows, col_ptr, col_perm, dx, B * H * W, H, W, CIN, HO, WO, COUT, kh, kw, sh, sw, ph, pw, dh, dw, n,
         BR=BR, BC=BC, PRECISION=input_precision(dy_nhwc.dtype, precision))
     return dx
 

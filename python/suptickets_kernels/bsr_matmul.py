@@ -24,19 +24,24 @@ import triton.language as tl
 from .config import input_precision, interpreting, matmul_configs, sddmm_configs
 
 
+@triton.jit
+def row_tile(GRID_N, M, BLOCK_M: tl.constexpr):
+    """The program's (block index ``n`` in ``[0, GRID_N)``, int64 row indices, row mask).
+    Consecutive programs take the ``GRID_N`` block-rows (block-columns) of one row tile, so the
+    tile's activations are reused from L2."""
+    pid = tl.program_id(0)
+    rows = tl.cast((pid // GRID_N) * BLOCK_M + tl.arange(0, BLOCK_M), tl.int64)
+    return pid % GRID_N, rows, rows < M
+
+
 @triton.autotune(configs=matmul_configs(), key=["M", "BR", "BC"])
 @triton.jit
 def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, M, stride_x, stride_y, GRID_N,
              HAS_BIAS: tl.constexpr, BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr,
              BLOCK_M: tl.constexpr):
-    pid = tl.program_id(0)  # consecutive programs: the block-rows of one row tile (its x rows stay in L2)
-    r = pid % GRID_N
-    pid_m = pid // GRID_N
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    r, rows64, in_m = row_tile(GRID_N, M, BLOCK_M)
     offs_r = tl.arange(0, BR)
     offs_c = tl.arange(0, BC)
-    in_m = offs_m < M
-    rows64 = tl.cast(offs_m, tl.int64)
     start = tl.load(row_ptr_ptr + r)
     end = tl.load(row_ptr_ptr + r + 1)
     acc = tl.zeros((BLOCK_M, BR), dtype=tl.float32)
@@ -56,14 +61,9 @@ def _forward(x_ptr, v_ptr, cols_ptr, row_ptr_ptr, bias_ptr, y_ptr, M, stride_x, 
 @triton.jit
 def _grad_input(dy_ptr, v_ptr, rows_ptr, col_ptr_ptr, col_perm_ptr, dx_ptr, M, stride_dy, stride_dx, GRID_N,
                 BR: tl.constexpr, BC: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr):
-    pid = tl.program_id(0)  # consecutive programs: the block-columns of one row tile of dY
-    c = pid % GRID_N
-    pid_m = pid // GRID_N
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    c, rows64, in_m = row_tile(GRID_N, M, BLOCK_M)
     offs_r = tl.arange(0, BR)
     offs_c = tl.arange(0, BC)
-    in_m = offs_m < M
-    rows64 = tl.cast(offs_m, tl.int64)
     start = tl.load(col_ptr_ptr + c)
     end = tl.load(col_ptr_ptr + c + 1)
     acc = tl.zeros((BLOCK_M, BC), dtype=tl.float32)
@@ -126,8 +126,7 @@ def forward(x2d, values, cols, row_ptr, bias, out_features: int, precision: str 
     _, BR, BC = values.shape
     y = x2d.new_empty((M, out_features))
     n = out_features // BR
-    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * n,)  # noqa: E731
-    torch.library.wrap_triton(_forward)[grid](
+    torch.library.wrap_triton(_forward)[tile_grid(M, n)](
         x2d, values, cols, row_ptr, bias if bias is not None else values, y, M, x2d.stride(0), y.stride(0), n,
         HAS_BIAS=bias is not None, BR=BR, BC=BC, PRECISION=input_precision(x2d.dtype, precision))
     return y
@@ -139,11 +138,15 @@ def grad_input(dy2d, values, rows, col_ptr, col_perm, in_features: int, precisio
     _, BR, BC = values.shape
     dx = dy2d.new_empty((M, in_features))
     n = in_features // BC
-    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * n,)  # noqa: E731
-    torch.library.wrap_triton(_grad_input)[grid](
+    torch.library.wrap_triton(_grad_input)[tile_grid(M, n)](
         dy2d, values, rows, col_ptr, col_perm, dx, M, dy2d.stride(0), dx.stride(0), n,
         BR=BR, BC=BC, PRECISION=input_precision(dy2d.dtype, precision))
     return dx
+
+
+def tile_grid(rows: int, n: int):
+    """Launch grid of the ``row_tile`` kernels: one program per (row tile, one of ``n`` blocks)."""
+    return lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]) * n,)
 
 
 def split_parts(M: int, nnz: int, sms: int = 132) -> int:

@@ -54,20 +54,6 @@ if _triton.available:
               if need_input else values.new_empty((0,)))
         return dx, values.new_empty(values.shape) if need_values else values.new_empty((0,))
 
-    def _setup_context(ctx, inputs, output):
-        x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, _, kernel_size, stride, padding, dilation, \
-            precision = inputs
-        ctx.geometry = (kernel_size, stride, padding, dilation)
-        ctx.precision = precision
-        ctx.save_for_backward(x, values, rows, cols, col_ptr, col_perm)
-
-    def _backward(ctx, grad):
-        x, values, rows, cols, col_ptr, col_perm = ctx.saved_tensors
-        need_x, need_v, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
-        dx, dv = torch.ops.suptickets.triton_bsr_conv2d_backward(grad, x, values, rows, cols, col_ptr, col_perm,
-                                                                 *ctx.geometry, need_x, need_v, ctx.precision)
-        db = grad.sum((0, 2, 3)).to(values.dtype) if need_b else None
-        return ((dx if need_x else None), (dv if need_v else None), None, None, None, None, None, db,
-                None, None, None, None, None, None)
-
-    torch.library.register_autograd("suptickets::triton_bsr_conv2d", _backward, setup_context=_setup_context)
+    _triton.register_product_autograd("suptickets::triton_bsr_conv2d",
+                                      torch.ops.suptickets.triton_bsr_conv2d_backward,
+                                      lambda grad: grad.sum((0, 2, 3)))

@@ -42,17 +42,6 @@ if _triton.available:
         return (x.new_empty(x.shape) if need_input else values.new_empty((0,)),
                 values.new_empty(values.shape) if need_values else values.new_empty((0,)))
 
-    def _setup_context(ctx, inputs, output):
-        x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_features, precision = inputs
-        ctx.precision = precision
-        ctx.save_for_backward(x, values, rows, cols, col_ptr, col_perm)
-
-    def _backward(ctx, grad):
-        x, values, rows, cols, col_ptr, col_perm = ctx.saved_tensors
-        need_x, need_v, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
-        dx, dv = torch.ops.suptickets.triton_bsr_linear_backward(grad, x, values, rows, cols, col_ptr, col_perm,
-                                                                 need_x, need_v, ctx.precision)
-        db = grad.reshape(-1, grad.shape[-1]).sum(0).to(values.dtype) if need_b else None
-        return (dx if need_x else None), (dv if need_v else None), None, None, None, None, None, db, None, None
-
-    torch.library.register_autograd("suptickets::triton_bsr_linear", _backward, setup_context=_setup_context)
+    _triton.register_product_autograd("suptickets::triton_bsr_linear",
+                                      torch.ops.suptickets.triton_bsr_linear_backward,
+                                      lambda grad: grad.reshape(-1, grad.shape[-1]).sum(0))
