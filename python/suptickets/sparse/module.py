@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..ops import reference
+from .collective import gather_batch
 from .layout import BlockLayout, _as_pair
 
 _DERIVED = ("layout_row_ptr", "layout_col_ptr", "layout_col_perm")
@@ -178,14 +179,19 @@ class BlockSparseWeight(nn.Module):
 
     def gradient_scores(self, kind: str = "l1") -> torch.Tensor:
         """``[R/br, C/bc]`` norms of the blocks of the dense weight gradient of the captured
-        passes (every block, active or not), computed without a dense ``[R, C]`` tensor."""
+        passes (every block, active or not), computed without a dense ``[R, C]`` tensor.
+        Under ``torch.distributed`` the captured tensors of all ranks are gathered first, so
+        the score is that of the global batch on every rank (the gradient each rank's loss
+        gives must be its share of the global loss, as ``suptickets train`` arranges)."""
         xs, gs = getattr(self, "_captured_inputs", []), getattr(self, "_captured_grads", [])
         if not xs or len(xs) != len(gs):
             raise RuntimeError(
                 "gradient_scores needs a captured forward and backward: call capture_gradients() before them "
                 f"(captured {len(xs)} inputs and {len(gs)} output gradients)"
             )
-        return self._grad_scores(xs, gs, kind)
+        # With several processes, the score is of the global batch: every rank's inputs and
+        # output gradients, gathered, so every rank takes the same topology decision.
+        return self._grad_scores(gather_batch(xs), gather_batch(gs), kind)
 
     def _grad_scores(self, inputs: list, grads: list, kind: str) -> torch.Tensor:
         raise NotImplementedError

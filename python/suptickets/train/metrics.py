@@ -56,3 +56,23 @@ def evaluate(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     probs = torch.softmax(out.double(), 1) if outputs == "logits" else out.double()
     return {"accuracy": accuracy(probs, labels), "ece": expected_calibration_error(probs, labels),
             "nll": negative_log_likelihood(probs, labels)}
+
+
+@torch.no_grad()
+def evaluate_batches(model: torch.nn.Module, batches, device=None, outputs: str = "logits") -> dict:
+    """``{"accuracy", "ece", "nll"}`` of ``model`` (eval mode) over an iterable of ``(inputs,
+    labels)`` batches (moved to ``device`` when given), e.g. a ``DataLoader``."""
+    if outputs not in ("logits", "probs"):
+        raise ValueError(f"outputs must be 'logits' or 'probs', got {outputs!r}")
+    was_training = model.training
+    model.eval()
+    probs, labels = [], []
+    for x, y in batches:
+        out = model(x.to(device) if device is not None else x).double()
+        probs.append((torch.softmax(out, 1) if outputs == "logits" else out).cpu())
+        labels.append(y.cpu())
+    model.train(was_training)
+    if not probs:
+        raise ValueError("evaluate_batches got no batch")
+    p, y = torch.cat(probs), torch.cat(labels)
+    return {"accuracy": accuracy(p, y), "ece": expected_calibration_error(p, y), "nll": negative_log_likelihood(p, y)}

@@ -1,0 +1,233 @@
+"""The configuration of a training run: defaults < preset < config file < command-line flags.
+
+The dataset picks a default preset (``digits`` -> ``digits``, CIFAR -> ``cifar-paper``,
+ImageNet -> ``imagenet-paper``), so ``--dataset cifar100`` alone trains with the paper's
+CIFAR hyperparameters; ``--preset`` chooses one explicitly. Every field is checked by
+:func:`validate`, which raises :class:`ConfigError` naming the option and what it accepts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+from .data import DATASETS
+from .models import MODELS
+
+METHODS = ("dense", "static", "snip", "set", "rigl", "granet")
+DISTRIBUTIONS = ("erk", "er", "uniform")
+
+
+class ConfigError(ValueError):
+    """A configuration value out of its accepted range (the message names the option)."""
+
+
+@dataclass
+class Config:
+    # data and model
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "cnn"
+    workers: int = 4
+    # sparsity
+    method: str = "rigl"
+    sparsity: float = 0.9
+    distribution: str = "erk"
+    block_size: tuple = (1, 1)
+    dense_first: bool = False
+    update_every: int = 100          # RigL/SET/GraNet: steps between topology updates (Delta T)
+    drop_fraction: float = 0.3       # RigL/SET: alpha; GraNet: the regrowth fraction
+    update_end: float = 0.75         # RigL/SET: no update after this fraction of the run
+    granet_initial_density: float = 0.5
+    granet_prune_end: float = 0.5    # GraNet: gradual pruning ends at this fraction of the run
+    # Sup-tickets
+    sup_tickets: bool = True
+    cycle_rate: float = 0.1
+    cycle_epochs: int = 4
+    lr_low: float | None = None      # default: the base schedule's last learning rate
+    lr_high: float = 0.005
+    explore_fraction: float = 0.5
+    superpose: str = "cia"
+    reprune: str = "layer"
+    bn: str = "average"
+    base_ticket: bool = True
+    # optimisation
+    epochs: int = 120
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: list | None = None    # epochs; default: 1/2 and 3/4 of the base phase
+    lr_gamma: float = 0.1
+    # run
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    out: str | None = None
+    eval_every: int = 1
+    keep_checkpoints: int = 2
+    preset: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["block_size"] = list(self.block_size)
+        d.pop("extra")
+        return d
+
+
+PRESETS = {
+    # the embedded default: runs in minutes on two CPU cores
+    "digits": dict(dataset="digits", model="cnn", epochs=120, batch_size=32, lr=0.1, momentum=0.9, weight_decay=5e-4,
+                   cycle_epochs=4, lr_high=0.005, update_every=100),
+    # Table 7 of the paper (Yin et al., 2022): 250 epochs, batch 128, LR 0.1 /10 at 113 and 169
+    # (1/2 and 3/4 of the 226 base epochs: the default milestones),
+    # cycles of 8 epochs in the last 10 %, alpha_1 0.001, alpha_2 0.005, SGD momentum 0.9, WD 5e-4, ERK
+    "cifar-paper": dict(dataset="cifar10", model="vgg16", epochs=250, batch_size=128, lr=0.1, momentum=0.9,
+                        weight_decay=5e-4, cycle_epochs=8, cycle_rate=0.1, lr_low=0.001,
+                        lr_high=0.005, distribution="erk", update_every=100),
+    # Table 8: 100 epochs, batch 64, LR 0.1 /10 at 30, 60, 85, cycles of 2 epochs in the last 8
+    # (4 tickets: cycle_rate 0.08, see DESIGN.md), alpha_1 0.0001, alpha_2 0.0005, WD 1e-4, ERK
+    "imagenet-paper": dict(dataset="imagenet", model="resnet50", epochs=100, batch_size=64, lr=0.1, momentum=0.9,
+                           weight_decay=1e-4, lr_milestones=[30, 60, 85], cycle_epochs=2, cycle_rate=0.08,
+                           lr_low=0.0001, lr_high=0.0005, distribution="erk", update_every=100),
+}
+_DATASET_PRESET = {"digits": "digits", "cifar10": "cifar-paper", "cifar100": "cifar-paper",
+                   "imagenet": "imagenet-paper"}
+
+FIELDS = {f.name for f in dataclasses.fields(Config)} - {"extra"}
+
+
+def parse_block_size(value) -> tuple:
+    """``32``, ``"32"``, ``"16x32"``, ``[16, 32]`` -> ``(br, bc)``."""
+    if isinstance(value, str):
+        parts = value.lower().replace(",", "x").split("x")
+    elif isinstance(value, int):
+        parts = [value, value]
+    else:
+        parts = list(value)
+    if len(parts) == 1:
+        parts = parts * 2
+    try:
+        br, bc = (int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--block-size must be N or RxC with positive integers, got {value!r}") from None
+    if br < 1 or bc < 1 or len(parts) != 2:
+        raise ConfigError(f"--block-size must be N or RxC with positive integers, got {value!r}")
+    return (br, bc)
+
+
+def read_config_file(path: str) -> dict:
+    """A JSON or YAML mapping of option names (dashes or underscores) to values."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--config: no file {path}")
+    with open(path) as f:
+        text = f.read()
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as exc:
+        raise ConfigError(f"--config {path} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: "
+                          f"{exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path} must hold a mapping of option names to values")
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+    return values
+
+
+def resolve(file_values: dict, flag_values: dict) -> Config:
+    """Defaults, then the preset (explicit, or the dataset's), then the file, then the flags."""
+    chosen = {**file_values, **flag_values}
+    preset = chosen.get("preset")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+    if preset is None:
+        dataset = chosen.get("dataset", Config.dataset)
+        preset = _DATASET_PRESET.get(dataset)
+    values = {**(PRESETS[preset] if preset else {}), **chosen}
+    if "dataset" not in chosen and preset and chosen.get("preset"):
+        values["dataset"] = PRESETS[preset]["dataset"]
+    values["preset"] = chosen.get("preset")
+    if "block_size" in values:
+        values["block_size"] = parse_block_size(values["block_size"])
+    config = Config(**values)
+    validate(config)
+    return config
+
+
+def _in(value, name, choices):
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _number(value, name, low, high, *, low_open=False, high_open=False, integer=False):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    bad = (value <= low if low_open else value < low) or (high is not None and (value >= high if high_open
+                                                                                   else value > high))
+    if bad or value != value:
+        lo, hi = ("(" if low_open else "[") + str(low), ("inf)" if high is None else str(high) + (")" if high_open
+                                                                                                  else "]"))
+        raise ConfigError(f"{name} must be in {lo}, {hi}; got {value}")
+
+
+def validate(c: Config) -> None:
+    _in(c.dataset, "--dataset", DATASETS)
+    _in(c.model, "--model", MODELS)
+    _in(c.method, "--method", METHODS)
+    _in(c.distribution, "--distribution", DISTRIBUTIONS)
+    _in(c.superpose, "--superpose", ("cia", "caa", "cima"))
+    _in(c.reprune, "--reprune", ("layer", "global"))
+    _in(c.bn, "--bn", ("average", "recompute"))
+    _number(c.sparsity, "--sparsity", 0, 1, high_open=True)
+    if c.method == "dense" and c.sparsity != 0:
+        c.sparsity = 0.0
+    if c.method != "dense" and c.sparsity == 0:
+        raise ConfigError(f"--sparsity 0 leaves nothing to prune for --method {c.method}: use --method dense, "
+                          "or a sparsity in (0, 1)")
+    if c.method == "dense" and c.sup_tickets:
+        c.sup_tickets = False  # the booster needs sparse layers; a dense run is the baseline
+    _number(c.epochs, "--epochs", 1, None, integer=True)
+    _number(c.batch_size, "--batch-size", 1, None, integer=True)
+    _number(c.lr, "--lr", 0, None, low_open=True)
+    _number(c.momentum, "--momentum", 0, 1, high_open=True)
+    _number(c.weight_decay, "--weight-decay", 0, None)
+    _number(c.lr_gamma, "--lr-gamma", 0, 1, low_open=True)
+    _number(c.update_every, "--update-every", 1, None, integer=True)
+    _number(c.drop_fraction, "--drop-fraction", 0, 1, low_open=True, high_open=True)
+    _number(c.update_end, "--update-end", 0, 1, low_open=True)
+    _number(c.granet_initial_density, "--granet-initial-density", 0, 1, low_open=True)
+    _number(c.granet_prune_end, "--granet-prune-end", 0, 1, low_open=True, high_open=True)
+    _number(c.cycle_rate, "--cycle-rate", 0, 1, low_open=True, high_open=True)
+    _number(c.cycle_epochs, "--cycle-epochs", 1, None, integer=True)
+    _number(c.lr_high, "--lr-high", 0, None, low_open=True)
+    if c.lr_low is not None:
+        _number(c.lr_low, "--lr-low", 0, None)
+    _number(c.explore_fraction, "--explore-fraction", 0, 1, high_open=True)
+    _number(c.seed, "--seed", 0, None, integer=True)
+    _number(c.workers, "--workers", 0, None, integer=True)
+    _number(c.eval_every, "--eval-every", 1, None, integer=True)
+    _number(c.keep_checkpoints, "--keep-checkpoints", 1, None, integer=True)
+    if c.threads is not None:
+        _number(c.threads, "--threads", 1, None, integer=True)
+    if c.device not in ("auto", "cpu") and not str(c.device).startswith("cuda"):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N; got {c.device!r}")
+    if c.lr_milestones is not None:
+        if not isinstance(c.lr_milestones, (list, tuple)) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and 0 < m <= c.epochs for m in c.lr_milestones):
+            raise ConfigError(f"--lr-milestones must be epochs in [1, --epochs={c.epochs}]; got {c.lr_milestones!r}")
+        c.lr_milestones = sorted(c.lr_milestones)
+    if c.dataset != "digits" and not c.data_dir:
+        raise ConfigError(f"--dataset {c.dataset} needs --data-dir (the folder that holds the dataset)")
+    if c.dataset != "digits" and not os.path.isdir(c.data_dir):
+        raise ConfigError(f"--data-dir {c.data_dir} is not a folder")

@@ -1,0 +1,330 @@
+"""One training run of ``suptickets train``: builds data, model, optimizer, schedule, sparse
+method and booster from a :class:`Config`, trains epoch by epoch with a checkpoint after
+each, and writes the run folder:
+
+    config.json     the resolved configuration
+    metrics.jsonl   one JSON line per epoch (loss, accuracies, test ECE/NLL, LR, density, speed)
+    summary.json    the output network's test accuracy, ECE, NLL, sparsity, FLOPs ratios, ...
+    checkpoints/    epoch-NNNN.pt (the newest ``keep_checkpoints``), written atomically
+    model.pt        the output network's state dict (the ultimate ticket with Sup-tickets)
+    report.md       tables and plots: lr.png, curves.png, density.png
+
+Resuming from the newest checkpoint gives, on CPU, the same final weights as the run
+without interruption: batches and augmentation are drawn from ``(seed, epoch)``, the rest
+of the state (model, optimizer, scheduler, method, booster, generators) is in the checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .. import methods
+from ..sparse import sparsify, sparsity_table
+from . import distributed, flops
+from .checkpoint import atomic_save, atomic_write_text, list_checkpoints, load_latest, save_checkpoint
+from .config import Config, ConfigError
+from .data import load_dataset
+from .metrics import evaluate_batches
+from .models import build_model
+from .plots import write_plots
+from .report import markdown, result_table
+
+_LR_TRACE_POINTS = 20_000
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here (use --device cpu)")
+    return device
+
+
+def default_run_dir(c: Config) -> str:
+    name = f"{c.dataset}-{c.model}-{c.method}{'-sup' if c.sup_tickets else ''}-{round(100 * c.sparsity)}"
+    base = os.path.join("runs", name)
+    path, i = base, 2
+    while os.path.exists(path):
+        path, i = f"{base}-{i}", i + 1
+    return path
+
+
+def default_milestones(base_epochs: float) -> list[int]:
+    """The x0.1 drops at 1/2 and 3/4 of the base phase, in whole epochs (the paper's CIFAR
+    schedule: a base phase of 226 epochs gives 113 and 169, Table 7)."""
+    return [max(1, math.floor(base_epochs / 2)), max(1, math.floor(base_epochs * 3 / 4))]
+
+
+def build_sparse_model(c: Config, dataset) -> torch.nn.Module:
+    model = build_model(c.model, in_channels=dataset.in_channels, image_size=dataset.image_size,
+                        num_classes=dataset.num_classes)
+    if c.method == "dense":
+        return model
+    density = c.granet_initial_density if c.method == "granet" else 1.0 - c.sparsity
+    if c.method == "granet" and density <= 1.0 - c.sparsity:
+        raise ConfigError(f"--granet-initial-density ({density}) must be above the final density 1 - --sparsity "
+                          f"({1.0 - c.sparsity:.4f})")
+    model = sparsify(model, density=density, distribution=c.distribution, block_size=c.block_size,
+                     dense_first=c.dense_first)
+    if not any(r.status == "sparse" for r in sparsity_table(model)):
+        raise ConfigError(f"--block-size {c.block_size[0]}x{c.block_size[1]} fits no layer of {c.model} (or ERK kept "
+                          "every layer dense): choose a block size that divides the layers' channels, e.g. 1 or 16")
+    return model
+
+
+def build_method(c: Config, total: int):
+    if c.method == "static":
+        return methods.Static()
+    if c.method == "snip":
+        return methods.SNIP()
+    if c.method == "set":
+        return methods.SET(update_every=c.update_every, drop_fraction=c.drop_fraction, end=c.update_end)
+    if c.method == "rigl":
+        return methods.RigL(update_every=c.update_every, drop_fraction=c.drop_fraction, end=c.update_end)
+    prune_end = math.floor(c.granet_prune_end * total / c.update_every) * c.update_every
+    if prune_end < c.update_every:
+        raise ConfigError(f"--granet-prune-end {c.granet_prune_end} of {total} steps ends before the first update "
+                          f"(--update-every {c.update_every})")
+    return methods.GraNet(c.granet_initial_density, 1.0 - c.sparsity, prune_start=0, prune_end=prune_end,
+                          update_every=c.update_every, regrow_fraction=c.drop_fraction)
+
+
+class Run:
+    """A configured run; :meth:`train` runs it (from its newest checkpoint with ``resume``)."""
+
+    def __init__(self, config: Config, run_dir: str | None = None, *, resume: bool = False, quiet: bool = False):
+        self.config = c = config
+        self.quiet = quiet
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        self.device = resolve_device(c.device)
+        self.ctx = distributed.setup(self.device)
+        if self.ctx.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.ctx.local_rank)
+            torch.cuda.set_device(self.device)
+        self.run_dir = run_dir or c.out or default_run_dir(c)
+        if not resume and list_checkpoints(self.run_dir):
+            raise ConfigError(f"--out {self.run_dir} already holds a run: --resume {self.run_dir} to continue it, or "
+                              "choose another --out")
+        torch.manual_seed(c.seed)
+        self.data = load_dataset(c.dataset, c.data_dir, c.workers)
+        self.steps_per_epoch = self.data.steps_per_epoch(c.batch_size)
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"--batch-size {c.batch_size} is larger than the training set ({self.data.train_size})")
+        if c.batch_size < self.ctx.world:
+            raise ConfigError(f"--batch-size {c.batch_size} is smaller than the {self.ctx.world} processes")
+        self.total_steps = c.epochs * self.steps_per_epoch
+        self.model = build_sparse_model(c, self.data).to(self.device)
+        if self.ctx.distributed:
+            distributed.broadcast_state(self.model)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
+                                         weight_decay=c.weight_decay)
+        self.boost = self._booster()
+        base_steps = self.boost.start if self.boost is not None else self.total_steps
+        milestones = [m * self.steps_per_epoch for m in (c.lr_milestones or default_milestones(
+            base_steps / self.steps_per_epoch))]
+        self.milestones = milestones
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, c.lr_gamma)
+        self.sparse = None
+        if c.method != "dense":
+            try:
+                self.sparse = methods.SparseTraining(self.model, self.optimizer, build_method(c, self.total_steps),
+                                                     self.total_steps, sup_tickets=self.boost, seed=c.seed)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(str(exc)) from None
+        self.epoch = 0
+        self.lr_trace: list[tuple[int, float]] = []
+        self.lr_every = max(1, self.total_steps // _LR_TRACE_POINTS)
+        self.metrics: list[dict] = []
+        self.optimizer.register_step_pre_hook(self._record_lr)
+        self._step = 0
+        if resume:
+            self._resume()
+
+    def _booster(self):
+        c = self.config
+        if not c.sup_tickets:
+            return None
+        try:
+            boost = methods.SupTickets(c.cycle_rate, cycle_steps=c.cycle_epochs * self.steps_per_epoch,
+                                       lr_low=c.lr_low, lr_high=c.lr_high, explore_fraction=c.explore_fraction,
+                                       superpose=c.superpose, reprune=c.reprune, bn=c.bn,
+                                       include_base_ticket=c.base_ticket)
+            boost.bind(self.total_steps)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{exc} (--sup-tickets: --cycle-rate {c.cycle_rate}, --cycle-epochs {c.cycle_epochs}, "
+                              f"--epochs {c.epochs})") from None
+        return boost
+
+    def _record_lr(self, optimizer, args, kwargs):
+        step = self._step + 1
+        if step % self.lr_every == 0 or step == 1:
+            self.lr_trace.append((step, float(optimizer.param_groups[0]["lr"])))
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.run_dir, name)
+
+    def _write_start(self) -> None:
+        os.makedirs(self.run_dir, exist_ok=True)
+        atomic_write_text(json.dumps(self.config.as_dict(), indent=2) + "\n", self.path("config.json"))
+        open(self.path("metrics.jsonl"), "w").close()
+
+    def _state(self) -> dict:
+        training = self.sparse.state_dict() if self.sparse is not None else {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"training": training, "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
+                "step": self._step, "lr_trace": self.lr_trace, "metrics": self.metrics,
+                "rng": torch.get_rng_state(), "config": self.config.as_dict()}
+
+    def _resume(self) -> None:
+        state = load_latest(self.run_dir, map_location=self.device)
+        if self.sparse is not None:
+            self.sparse.load_state_dict(state["training"])
+        else:
+            self.model.load_state_dict(state["training"]["model"])
+            self.optimizer.load_state_dict(state["training"]["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self._step = int(state["epoch"]), int(state["step"])
+        self.lr_trace = [tuple(x) for x in state["lr_trace"]]
+        self.metrics = list(state["metrics"])
+        torch.set_rng_state(state["rng"].cpu())
+
+    # ---- training ----------------------------------------------------------------------------
+
+    def train(self) -> dict:
+        c, ctx = self.config, self.ctx
+        if ctx.main:
+            if self.epoch == 0:
+                self._write_start()
+            else:  # metrics.jsonl as of the checkpoint
+                atomic_write_text("".join(json.dumps(m) + "\n" for m in self.metrics), self.path("metrics.jsonl"))
+            self._say(f"run folder {self.run_dir}: {c.dataset} ({self.data.train_size} training images), {c.model}, "
+                      f"{c.method}{' + Sup-tickets' if self.boost else ''}, sparsity {c.sparsity}, "
+                      f"{self.total_steps} steps on {self.device}"
+                      f"{f' x {ctx.world} processes' if ctx.distributed else ''}")
+            if self.boost is not None:
+                self._say(f"Sup-tickets: base phase to step {self.boost.start}, {self.boost.cycles} cycles of "
+                          f"{self.boost.cycle} steps, tickets after steps {self.boost.collection_steps()}")
+        start = time.perf_counter()
+        while self.epoch < c.epochs:
+            self._train_epoch()
+        train_time = time.perf_counter() - start
+        summary = self._finish(train_time)
+        distributed.teardown(ctx)
+        return summary
+
+    def _train_epoch(self) -> None:
+        c, ctx = self.config, self.ctx
+        epoch = self.epoch + 1
+        self.model.train()
+        bar = None
+        if ctx.main and not self.quiet:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.steps_per_epoch * c.batch_size, unit="img", unit_scale=True, leave=False,
+                       desc=f"epoch {epoch}/{c.epochs}", file=sys.stderr, dynamic_ncols=True)
+        began = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0.0, 0.0
+        for x, y in self.data.train_batches(epoch, c.batch_size, c.seed, ctx.rank, ctx.world):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            out = self.model(x)
+            loss = F.cross_entropy(out, y, reduction="sum")
+            self.optimizer.zero_grad(set_to_none=True)
+            (loss / c.batch_size).backward()  # this rank's share of the global batch's mean loss
+            if ctx.distributed:
+                distributed.all_reduce_gradients(self.model)
+            if self.sparse is not None:
+                self.sparse.step()
+            else:
+                self.optimizer.step()
+            self.scheduler.step()
+            self._step += 1
+            loss_sum += float(loss.detach())
+            correct += float((out.detach().argmax(1) == y).sum())
+            seen += y.numel()
+            if bar is not None:
+                bar.update(c.batch_size)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}",
+                                refresh=False)
+        if bar is not None:
+            bar.close()
+        if ctx.distributed:
+            loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], self.device)
+        elapsed = time.perf_counter() - began
+        self.epoch = epoch
+        row = {"epoch": epoch, "step": self._step, "lr": self.lr_trace[-1][1] if self.lr_trace else c.lr,
+               "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+               "density": self.sparse.density if self.sparse is not None else 1.0,
+               "epoch_time_s": elapsed, "images_per_s": seen / elapsed}
+        if ctx.main:
+            if epoch % c.eval_every == 0 or epoch == c.epochs:
+                test = evaluate_batches(self.model, self.data.test_batches(512), self.device)
+                row.update(test_accuracy=test["accuracy"], test_nll=test["nll"], test_ece=test["ece"])
+            self.metrics.append(row)
+            with open(self.path("metrics.jsonl"), "a") as f:
+                f.write(json.dumps(row) + "\n")
+            save_checkpoint(self._state(), self.run_dir, epoch, c.keep_checkpoints)
+            test_txt = f", test acc {100 * row['test_accuracy']:.2f} %" if "test_accuracy" in row else ""
+            self._say(f"epoch {epoch}/{c.epochs}: loss {row['train_loss']:.4f}, train acc "
+                      f"{100 * row['train_accuracy']:.2f} %{test_txt}, lr {row['lr']:.3g}, density "
+                      f"{row['density']:.4f}, {row['images_per_s']:.0f} img/s")
+        if ctx.distributed:
+            torch.distributed.barrier()
+
+    def _finish(self, train_time: float) -> dict:
+        c, ctx = self.config, self.ctx
+        if ctx.distributed and self.sparse is not None and not distributed.layouts_agree(self.model):
+            raise RuntimeError("the sparse layouts differ across processes after training")
+        if not ctx.main:
+            return {}
+        final = evaluate_batches(self.model, self.data.test_batches(512), self.device)
+        output, network, final_network = self.model, "final network", None
+        if self.boost is not None:
+            loader = None
+            if c.bn == "recompute":
+                loader = [x.to(self.device) for x, _ in self.data.train_batches(c.epochs + 1, c.batch_size, c.seed)]
+            output = self.sparse.ultimate_model(loader=loader)
+            network = f"ultimate ticket ({len(self.boost.collected)} tickets superposed, {c.superpose})"
+            final_network = final
+            result = evaluate_batches(output, self.data.test_batches(512), self.device)
+        else:
+            result = final
+        input_size = (c.batch_size, self.data.in_channels, self.data.image_size, self.data.image_size)
+        if self.sparse is not None:
+            train_flops = flops.report(self.model, input_size, method=self.sparse)
+            test_flops = flops.report(output, input_size)
+        else:
+            train_flops = test_flops = flops.report(output, input_size, total_steps=self.total_steps)
+        table = sparsity_table(output)
+        summary = {
+            "network": network, "test_accuracy": result["accuracy"], "ece": result["ece"], "nll": result["nll"],
+            "sparsity": 1.0 - table.density, "flops_train": train_flops.training_ratio,
+            "flops_test": test_flops.inference_ratio, "final_network": final_network,
+            "layers": [{"name": r.name, "type": r.kind, "shape": list(r.shape), "density": r.density,
+                        "status": r.status} for r in table],
+            "steps": self.total_steps, "epochs": c.epochs, "train_time_s": train_time, "device": str(self.device),
+            "ranks": ctx.world, "tickets": list(self.boost.collected) if self.boost else [],
+            "explorations": self.boost.exploration_steps() if self.boost else [],
+        }
+        atomic_save(output.state_dict(), self.path("model.pt"))
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", self.path("summary.json"))
+        write_plots(self.run_dir, lr_trace=self.lr_trace, steps_per_epoch=self.steps_per_epoch, metrics=self.metrics,
+                    table=table, tickets=summary["tickets"], explorations=summary["explorations"])
+        atomic_write_text(markdown(summary, self.config.as_dict(), str(table), str(train_flops)),
+                          self.path("report.md"))
+        print(f"\n{result_table(summary)}\n\nper-layer sparsity of the output network:\n{table}\n\n"
+              f"run folder: {self.run_dir} (report.md, summary.json, metrics.jsonl, plots, checkpoints)")
+        return summary
+
+    def _say(self, text: str) -> None:
+        if not self.quiet and self.ctx.main:
+            from tqdm.auto import tqdm
+            tqdm.write(text, file=sys.stderr)
