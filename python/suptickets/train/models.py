@@ -27,8 +27,8 @@ def mlp(in_features: int, num_classes: int, hidden: int = 256) -> nn.Module:
                          nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
-def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+def _conv_bn(cin: int, cout: int, bias: bool = False) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=bias), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 def cnn(in_channels: int, num_classes: int) -> nn.Module:
@@ -45,7 +45,7 @@ def vgg16(in_channels: int, num_classes: int) -> nn.Module:
         if v == "M":
             layers.append(nn.MaxPool2d(2))
         else:
-            layers += _conv_bn(c, v)
+            layers += _conv_bn(c, v, bias=True)  # biased convolutions, as in the authors' code
             c = v
     head = [nn.Linear(512, 512), nn.ReLU(inplace=True), nn.BatchNorm1d(512), nn.Linear(512, 512),
             nn.ReLU(inplace=True), nn.BatchNorm1d(512), nn.Linear(512, num_classes)]
