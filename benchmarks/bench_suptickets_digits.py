@@ -1,7 +1,6 @@
 """Sup-tickets on a real task: scikit-learn's handwritten digits, RigL and SET with and without
 the booster, same total steps, several seeds.
 
-    pip install scikit-learn
     python benchmarks/bench_suptickets_digits.py                 # 95 % and 98 % sparsity, 5 seeds
     python benchmarks/bench_suptickets_digits.py --seeds 2 --epochs 100 --cycle 3   # a quick look
 
@@ -39,22 +38,13 @@ from torch import nn
 
 import suptickets as st
 from suptickets.train import evaluate
+from suptickets.train.data import load_digits as digits_dataset
 
 
-def load_digits(split_seed: int = 0):
-    try:
-        from sklearn.datasets import load_digits as sk_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError:  # pragma: no cover
-        raise SystemExit("this experiment needs scikit-learn: pip install scikit-learn") from None
-    data = sk_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target, dtype=torch.long)
-    train, test = train_test_split(range(len(y)), test_size=0.25, random_state=split_seed, stratify=data.target)
-    train, test = torch.tensor(train), torch.tensor(test)
-    mean, std = x[train].mean(), x[train].std()
-    x = (x - mean) / std
-    return x[train], y[train], x[test], y[test]
+def load_digits():
+    """The digits split of ``suptickets train`` (stratified 75/25, standardised)."""
+    ds = digits_dataset()
+    return ds.x_train, ds.y_train, ds.x_test, ds.y_test
 
 
 def mlp() -> nn.Module:
