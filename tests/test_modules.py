@@ -187,3 +187,29 @@ def test_empty_batch_gives_empty_outputs_and_zero_gradients():
     y = conv(x)
     y.sum().backward()
     assert y.shape == (0, 16, 5, 5) and torch.equal(conv.values.grad, torch.zeros_like(conv.values))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", "triton"])
+@pytest.mark.parametrize("make, shape", [
+    (lambda: st.SparseLinear(32, 32, density=0.5, block_size=(16, 16)), (6, 32)),
+    (lambda: st.SparseLinear(32, 32, density=0.5, block_size=(16, 16)), (2, 3, 32)),
+    (lambda: st.SparseConv2d(16, 32, 3, padding=1, density=0.5, block_size=(16, 16)), (2, 16, 5, 5)),
+])
+def test_output_allows_in_place_ops_under_autograd(make, shape, backend, force_backend):
+    """``nn.ReLU(inplace=True)`` after a sparse layer (VGG's classifier does it): the output is
+    not a view, and the gradients equal those of the out-of-place ReLU."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+    force_backend(backend)
+    layer = make()
+    x = torch.randn(shape, requires_grad=True)
+    y = layer(x)
+    torch.relu_(y)  # raised for the C++ and Triton ops while their outputs were views
+    (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+    grads = [x.grad.clone(), layer.values.grad.clone()]
+    x.grad = None
+    layer.values.grad = None
+    y = torch.relu(layer(x))
+    (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+    torch.testing.assert_close(grads[0], x.grad)
+    torch.testing.assert_close(grads[1], layer.values.grad)

@@ -306,11 +306,14 @@ Tensor bsr_linear(const Tensor& x, const Tensor& values, const Tensor& rows, con
   TORCH_CHECK(x.dim() >= 1, "suptickets::bsr_linear: input must have at least 1 dimension");
   const Tensor x2 = x.reshape({-1, x.size(-1)});
   const ConvGeometry g = linear_geometry(x2, values, out_features);
-  Tensor y = empty_output({x2.size(0), out_features}, x.options());
-  forward(g, x2, rows_as_pixels(x2), values, {rows, cols, row_ptr, col_ptr, col_perm}, bias, y);
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = out_features;
-  return y.view(shape);
+  // The result is allocated in its own shape and written through a 2-D view: an output that
+  // is a view would forbid in-place ops on it (e.g. ReLU(inplace=True)) under autograd.
+  Tensor out = empty_output(shape, x.options());
+  Tensor y = out.view({x2.size(0), out_features});
+  forward(g, x2, rows_as_pixels(x2), values, {rows, cols, row_ptr, col_ptr, col_perm}, bias, y);
+  return out;
 }
 
 std::tuple<Tensor, Tensor, Tensor> bsr_linear_backward(
@@ -324,13 +327,14 @@ std::tuple<Tensor, Tensor, Tensor> bsr_linear_backward(
   TORCH_CHECK(g2.size(0) == x2.size(0) && grad.scalar_type() == x.scalar_type(),
               "suptickets::bsr_linear_backward: grad_out ", grad.sizes(), " does not match input ",
               x.sizes());
-  const Tensor dx = grad_or_empty(need_input, x2.sizes(), x.options());
+  const Tensor dx_full = grad_or_empty(need_input, x.sizes(), x.options());
+  const Tensor dx = need_input ? dx_full.view(x2.sizes()) : dx_full;
   const Tensor dv = grad_or_empty(need_values, values.sizes(), values.options());
   const Tensor db = grad_or_empty(need_bias, {g.Cout}, values.options());
   Grads out{need_input ? dx : Tensor(), need_values ? dv : Tensor(), need_bias ? db : Tensor()};
   backward(g, g2, rows_as_pixels(g2), x2, rows_as_pixels(x2), values, {rows, cols, row_ptr, col_ptr, col_perm},
            out);
-  return {need_input ? dx.view(x.sizes()) : dx, dv, db};
+  return {dx_full, dv, db};
 }
 
 TORCH_LIBRARY_IMPL(suptickets, CPU, m) {

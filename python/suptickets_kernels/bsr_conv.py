@@ -145,13 +145,14 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 
 
 def forward(x_nhwc, values, cols, row_ptr, bias, out_channels: int, kernel_size, stride, padding, dilation,
-            precision: str = "tf32"):
-    """``y[B, Ho, Wo, Cout]`` (NHWC, contiguous) of ``x_nhwc[B, H, W, Cin]``."""
+            precision: str = "tf32", out=None):
+    """``y[B, Ho, Wo, Cout]`` (NHWC, contiguous) of ``x_nhwc[B, H, W, Cin]``, written into
+    ``out`` (a contiguous NHWC tensor or view of that shape) when given."""
     B, H, W, CIN = x_nhwc.shape
     kh, kw, sh, sw, ph, pw, dh, dw = _geometry(kernel_size, stride, padding, dilation)
     HO, WO = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
     _, BR, BC = values.shape
-    y = x_nhwc.new_empty((B, HO, WO, out_channels))
+    y = x_nhwc.new_empty((B, HO, WO, out_channels)) if out is None else out
     n = out_channels // BR
     torch.library.wrap_triton(_forward)[tile_grid(B * HO * WO, n)](
         x_nhwc, values, cols, row_ptr, bias if bias is not None else values, y, B * HO * WO, H, W, CIN, HO, WO,

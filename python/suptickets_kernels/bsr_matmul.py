@@ -120,11 +120,12 @@ def store_part(dv_ptr, part, s, nnz, acc, BR: tl.constexpr, BC: tl.constexpr):
 # ---- launchers (plain tensors in, plain tensors out) ------------------------------------------
 
 
-def forward(x2d, values, cols, row_ptr, bias, out_features: int, precision: str = "tf32"):
-    """``y[M, R] = x2d[M, C] @ W^T (+ bias)``."""
+def forward(x2d, values, cols, row_ptr, bias, out_features: int, precision: str = "tf32", out=None):
+    """``y[M, R] = x2d[M, C] @ W^T (+ bias)``, written into ``out`` (``[M, R]``, unit column
+    stride) when given."""
     M = x2d.shape[0]
     _, BR, BC = values.shape
-    y = x2d.new_empty((M, out_features))
+    y = x2d.new_empty((M, out_features)) if out is None else out
     n = out_features // BR
     torch.library.wrap_triton(_forward)[tile_grid(M, n)](
         x2d, values, cols, row_ptr, bias if bias is not None else values, y, M, x2d.stride(0), y.stride(0), n,

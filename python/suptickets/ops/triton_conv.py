@@ -18,9 +18,14 @@ if _triton.available:
                           row_ptr: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
                           bias: torch.Tensor | None, out_channels: int, kernel_size: list[int], stride: list[int],
                           padding: list[int], dilation: list[int], precision: str) -> torch.Tensor:
-        y = _K.forward(_nhwc(x), values.contiguous(), cols, row_ptr, bias, out_channels, kernel_size, stride,
-                       padding, dilation, precision)
-        return y.permute(0, 3, 1, 2)
+        # an NCHW channels_last result (not a view, so in-place ops may follow), written as NHWC
+        size = [_K.output_size(n, k, s, p, d) for n, k, s, p, d in zip(x.shape[2:], kernel_size, stride, padding,
+                                                                        dilation)]
+        y = torch.empty((x.shape[0], out_channels, *size), dtype=x.dtype, device=x.device,
+                        memory_format=torch.channels_last)
+        _K.forward(_nhwc(x), values.contiguous(), cols, row_ptr, bias, out_channels, kernel_size, stride, padding,
+                   dilation, precision, out=y.permute(0, 2, 3, 1))
+        return y
 
     @_triton.define("suptickets::triton_bsr_conv2d_backward", mutates_args=())
     def triton_bsr_conv2d_backward(grad: torch.Tensor, x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,

@@ -16,8 +16,11 @@ if _triton.available:
                           row_ptr: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
                           bias: torch.Tensor | None, out_features: int, precision: str) -> torch.Tensor:
         x2d = x.reshape(-1, x.shape[-1]).contiguous()
-        y = _K.forward(x2d, values.contiguous(), cols, row_ptr, bias, out_features, precision)
-        return y.reshape(*x.shape[:-1], out_features)
+        # allocated in its own shape (not a view, so in-place ops may follow), written as 2-D
+        y = x.new_empty((*x.shape[:-1], out_features))
+        _K.forward(x2d, values.contiguous(), cols, row_ptr, bias, out_features, precision,
+                   out=y.view(-1, out_features))
+        return y
 
     @_triton.define("suptickets::triton_bsr_linear_backward", mutates_args=())
     def triton_bsr_linear_backward(grad: torch.Tensor, x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
