@@ -273,9 +273,11 @@ class Run:
                 f.write(json.dumps(row) + "\n")
             save_checkpoint(self._state(), self.run_dir, epoch, c.keep_checkpoints)
             test_txt = f", test acc {100 * row['test_accuracy']:.2f} %" if "test_accuracy" in row else ""
+            mean_epoch = sum(m["epoch_time_s"] for m in self.metrics) / len(self.metrics)
+            eta = time.strftime("%H:%M:%S", time.gmtime(mean_epoch * (c.epochs - epoch)))
             self._say(f"epoch {epoch}/{c.epochs}: loss {row['train_loss']:.4f}, train acc "
-                      f"{100 * row['train_accuracy']:.2f} %{test_txt}, lr {row['lr']:.3g}, density "
-                      f"{row['density']:.4f}, {row['images_per_s']:.0f} img/s")
+                      f"{100 * row['train_accuracy']:.2f} %{test_txt}, lr {row['lr']:.3g}, sparse-layer density "
+                      f"{row['density']:.4f}, {row['images_per_s']:.0f} img/s, ETA {eta}")
         if ctx.distributed:
             torch.distributed.barrier()
 
