@@ -172,7 +172,7 @@ class SparseTraining:
             if layer.values is not old:
                 swap_parameter(self.optimizer, old, layer.values)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # a checkpoint may be mapped to the GPU
         self.method.load_state_dict(state["method_state"])
         self.history = [LayerUpdate(**r) for r in state["history"]]
         if self.sup_tickets is not None:
