@@ -10,7 +10,7 @@ import torch
 
 from suptickets.train import cli
 from suptickets.train.checkpoint import CheckpointError, atomic_save, list_checkpoints, load_latest
-from suptickets.train.config import ConfigError, read_config_file, resolve
+from suptickets.train.config import FIELDS, ConfigError, read_config_file, resolve
 from suptickets.train.runner import Run, default_milestones
 
 # A short run with every part in it: RigL updates, the Sup-tickets phase (2 cycles of one
@@ -174,6 +174,16 @@ def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
                                        "threads": 1, "update_every": 20}, stop_after=1)
     assert cli.main(["train", "--out", part, "--quiet"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for field in FIELDS - {"preset"}:
+        assert "--" + field.replace("_", "-") in text, field
+    assert "(default: 0.9)" in text and "--no-sup-tickets" in text and "(default: 1x1)" in text
 
 
 def test_config_file_and_flag_precedence(tmp_path):

@@ -30,59 +30,86 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+def _choices(names) -> str:
+    return " | ".join(names)
+
+
+# (group, [(option, type, help)]): every option is a field of Config, whose default the help
+# shows; type "bool" gives --x/--no-x, "ints" a list of integers.
+OPTIONS = [
+    ("data and model", [
+        ("dataset", str, _choices(DATASETS)),
+        ("data-dir", str, "folder holding cifar-10-batches-py/, cifar-100-python/ or ImageNet's train/ and val/"),
+        ("model", str, _choices(MODELS)),
+        ("workers", int, "ImageNet loader processes"),
+    ]),
+    ("sparsity", [
+        ("method", str, _choices(METHODS)),
+        ("sparsity", float, "fraction of weights removed, in [0, 1)"),
+        ("distribution", str, "per-layer densities: " + _choices(DISTRIBUTIONS)),
+        ("block-size", str, "N or RxC (1: unstructured)"),
+        ("dense-first", "bool", "keep the first layer dense"),
+        ("update-every", int, "steps between topology updates (Delta T)"),
+        ("drop-fraction", float, "RigL/SET drop fraction, GraNet regrowth fraction"),
+        ("update-end", float, "RigL/SET: no update after this fraction of the run"),
+        ("granet-initial-density", float, "GraNet's starting density"),
+        ("granet-prune-end", float, "GraNet: gradual pruning ends at this fraction of the run"),
+    ]),
+    ("Sup-tickets", [
+        ("sup-tickets", "bool", "boost the method with Sup-tickets (--no-sup-tickets: the base method alone)"),
+        ("cycle-rate", float, "fraction of the run for the cyclic phase"),
+        ("cycle-epochs", int, "epochs per cycle (paper: 8 on CIFAR, 2 on ImageNet)"),
+        ("lr-low", float, "alpha_1 (unset: the base schedule's last learning rate)"),
+        ("lr-high", float, "alpha_2"),
+        ("explore-fraction", float, "fraction of blocks replaced per exploration"),
+        ("superpose", str, "cia | caa | cima"),
+        ("reprune", str, "layer | global"),
+        ("bn", str, "average | recompute"),
+        ("base-ticket", "bool", "count the base phase's network as ticket 0 (the authors' code)"),
+    ]),
+    ("optimisation", [
+        ("epochs", int, ""),
+        ("batch-size", int, "global batch (split over processes)"),
+        ("lr", float, ""),
+        ("momentum", float, ""),
+        ("weight-decay", float, ""),
+        ("lr-milestones", "ints", "epochs of the learning-rate drops (unset: 1/2 and 3/4 of the base phase)"),
+        ("lr-gamma", float, "factor of each drop"),
+    ]),
+    ("run", [
+        ("preset", str, _choices(PRESETS) + " (the paper's Tables 7 and 8; unset: the dataset's)"),
+        ("seed", int, ""),
+        ("device", str, "auto | cpu | cuda | cuda:N"),
+        ("threads", int, "CPU threads (torch.set_num_threads; unset: torch's default)"),
+        ("out", str, "run folder (unset: runs/<dataset>-<model>-<method>[-sup]-<sparsity %>)"),
+        ("eval-every", int, "test every N epochs"),
+        ("keep-checkpoints", int, "newest checkpoints kept"),
+    ]),
+]
+
+
 def _flags(p: argparse.ArgumentParser) -> None:
-    S = argparse.SUPPRESS
-    g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", default=S, help=f"{' | '.join(DATASETS)} (default digits)")
-    g.add_argument("--data-dir", default=S, help="folder holding cifar-10-batches-py/, cifar-100-python/ or "
-                   "ImageNet's train/ and val/")
-    g.add_argument("--model", default=S, help=f"{' | '.join(MODELS)}")
-    g.add_argument("--workers", type=int, default=S, help="ImageNet loader processes (default 4)")
-    g = p.add_argument_group("sparsity")
-    g.add_argument("--method", default=S, help=f"{' | '.join(METHODS)} (default rigl)")
-    g.add_argument("--sparsity", type=float, default=S, help="fraction of weights removed, in [0, 1) (default 0.9)")
-    g.add_argument("--distribution", default=S, help=f"per-layer densities: {' | '.join(DISTRIBUTIONS)}")
-    g.add_argument("--block-size", default=S, help="N or RxC (default 1: unstructured)")
-    g.add_argument("--dense-first", action=argparse.BooleanOptionalAction, default=S,
-                   help="keep the first layer dense")
-    g.add_argument("--update-every", type=int, default=S, help="steps between topology updates (Delta T, 100)")
-    g.add_argument("--drop-fraction", type=float, default=S, help="RigL/SET drop fraction, GraNet regrowth (0.3)")
-    g.add_argument("--update-end", type=float, default=S, help="RigL/SET: last update at this fraction (0.75)")
-    g.add_argument("--granet-initial-density", type=float, default=S, help="GraNet's starting density (0.5)")
-    g.add_argument("--granet-prune-end", type=float, default=S, help="GraNet: pruning ends at this fraction (0.5)")
-    g = p.add_argument_group("Sup-tickets")
-    g.add_argument("--sup-tickets", action=argparse.BooleanOptionalAction, default=S,
-                   help="boost the method with Sup-tickets (default on; --no-sup-tickets for the base method)")
-    g.add_argument("--cycle-rate", type=float, default=S, help="fraction of the run for the cyclic phase (0.1)")
-    g.add_argument("--cycle-epochs", type=int, default=S, help="epochs per cycle (paper: 8 CIFAR, 2 ImageNet)")
-    g.add_argument("--lr-low", type=float, default=S, help="alpha_1 (default: the base schedule's last LR)")
-    g.add_argument("--lr-high", type=float, default=S, help="alpha_2 (0.005)")
-    g.add_argument("--explore-fraction", type=float, default=S, help="blocks replaced per exploration (0.5)")
-    g.add_argument("--superpose", default=S, help="cia | caa | cima")
-    g.add_argument("--reprune", default=S, help="layer | global")
-    g.add_argument("--bn", default=S, help="average | recompute")
-    g.add_argument("--base-ticket", action=argparse.BooleanOptionalAction, default=S,
-                   help="count the base phase's network as ticket 0 (the authors' code; default on)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=S)
-    g.add_argument("--batch-size", type=int, default=S, help="global batch (split over processes)")
-    g.add_argument("--lr", type=float, default=S)
-    g.add_argument("--momentum", type=float, default=S)
-    g.add_argument("--weight-decay", type=float, default=S)
-    g.add_argument("--lr-milestones", type=int, nargs="+", default=S,
-                   help="epochs of the x0.1 drops (default: 1/2 and 3/4 of the base phase)")
-    g.add_argument("--lr-gamma", type=float, default=S)
-    g = p.add_argument_group("run")
-    g.add_argument("--preset", default=S, help=f"{' | '.join(PRESETS)} (the paper's Tables 7 and 8)")
-    g.add_argument("--config", default=None, help="YAML or JSON file of options (flags override it)")
-    g.add_argument("--seed", type=int, default=S)
-    g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N")
-    g.add_argument("--threads", type=int, default=S, help="CPU threads (torch.set_num_threads)")
-    g.add_argument("--out", default=S, help="run folder (default runs/<dataset>-<model>-<method>...)")
-    g.add_argument("--eval-every", type=int, default=S, help="test every N epochs (1)")
-    g.add_argument("--keep-checkpoints", type=int, default=S, help="newest checkpoints kept (2)")
-    g.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its newest checkpoint")
-    g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    defaults = Config()
+    for title, options in OPTIONS:
+        g = p.add_argument_group(title)
+        for name, kind, text in options:
+            default = getattr(defaults, name.replace("-", "_"))
+            if default is not None:
+                shown = "x".join(map(str, default)) if isinstance(default, tuple) else default
+                text = f"{text} (default: {shown})" if text else f"default: {shown}"
+            kw = {"default": argparse.SUPPRESS, "help": text.replace("%", "%%") or None}
+            if kind == "bool":
+                kw["action"] = argparse.BooleanOptionalAction
+            elif kind == "ints":
+                kw.update(type=int, nargs="+")
+            else:
+                kw["type"] = kind
+            g.add_argument("--" + name, **kw)
+        if title == "run":
+            g.add_argument("--config", default=None, help="YAML or JSON file of options (flags override it)")
+            g.add_argument("--resume", default=None, metavar="DIR",
+                           help="continue the run in DIR from its newest checkpoint")
+            g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
 def build_parser() -> argparse.ArgumentParser:
