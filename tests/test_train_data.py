@@ -3,6 +3,7 @@ that format, the crop-and-flip augmentation, batching over processes, the archit
 import json
 import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -78,6 +79,72 @@ def test_imagenet_without_torchvision_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_torchvision)
     with pytest.raises(DataError, match="needs torchvision"):
         load_dataset("imagenet", str(tmp_path))
+
+
+def _fake_torchvision(monkeypatch):
+    """A stand-in for torchvision (not installable beside this torch): ``ImageFolder`` lists the
+    class folders and "decodes" each file into an image whose pixels encode its index."""
+    import types
+
+    class ImageFolder(torch.utils.data.Dataset):
+        def __init__(self, root, transform=None):
+            self.classes = sorted(os.listdir(root))
+            self.samples = [(os.path.join(root, c, f), i) for i, c in enumerate(self.classes)
+                            for f in sorted(os.listdir(os.path.join(root, c)))]
+            self.transform = transform
+
+        def __len__(self):
+            return len(self.samples)
+
+        def __getitem__(self, i):
+            image = torch.full((3, 224, 224), float(i))
+            return (self.transform(image) if self.transform else image), self.samples[i][1]
+
+    def step(*args, **kwargs):
+        return lambda x: x
+
+    transforms = types.SimpleNamespace(Compose=lambda fs: (lambda x: x), RandomResizedCrop=step,
+                                       RandomHorizontalFlip=step, ToTensor=step, Normalize=step, Resize=step,
+                                       CenterCrop=step)
+    module = types.ModuleType("torchvision")
+    module.datasets, module.transforms = types.SimpleNamespace(ImageFolder=ImageFolder), transforms
+    monkeypatch.setitem(sys.modules, "torchvision", module)
+
+
+def _image_tree(root, per_class=6):
+    for split in ("train", "val"):
+        for c in ("n01", "n02", "n03"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class if split == "train" else 2):
+                (root / split / c / f"{i}.JPEG").write_bytes(b"")
+
+
+def test_imagenet_batches_split_over_processes(tmp_path, monkeypatch):
+    _fake_torchvision(monkeypatch)
+    _image_tree(tmp_path)
+    ds = load_dataset("imagenet", str(tmp_path), workers=0)
+    assert (ds.num_classes, ds.train_size, ds.test_size, ds.image_size) == (3, 18, 6, 224)
+    whole = list(ds.train_batches(epoch=1, batch_size=8, seed=0))
+    assert len(whole) == 2 and all(x.shape == (8, 3, 224, 224) for x, _ in whole)
+    index = torch.cat([x[:, 0, 0, 0] for x, _ in whole]).long()
+    assert len(set(index.tolist())) == 16  # a permutation's first 16 samples
+    parts = [list(ds.train_batches(epoch=1, batch_size=8, seed=0, rank=r, world=2)) for r in range(2)]
+    for i, (x, y) in enumerate(whole):
+        torch.testing.assert_close(torch.cat([p[i][0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[i][1] for p in parts]), y)
+    assert sum(len(y) for _, y in ds.test_batches(4)) == 6
+
+
+def test_cli_trains_on_an_image_folder(tmp_path, monkeypatch):
+    _fake_torchvision(monkeypatch)
+    _image_tree(tmp_path / "imagenet")
+    out = tmp_path / "run"
+    code = cli.main(["train", "--dataset", "imagenet", "--data-dir", str(tmp_path / "imagenet"), "--model", "cnn",
+                     "--epochs", "2", "--batch-size", "6", "--workers", "0", "--lr-milestones", "1",
+                     "--block-size", "16", "--no-sup-tickets", "--update-every", "1", "--quiet", "--threads", "1", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 * 3 and 0 <= summary["test_accuracy"] <= 1
 
 
 def test_random_crop_flip_is_a_shifted_window_of_the_padded_image():

@@ -47,6 +47,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def clock(seconds: float) -> str:
+    """``h:mm:ss`` (hours not wrapped at a day)."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
 def default_run_dir(c: Config) -> str:
     name = f"{c.dataset}-{c.model}-{c.method}{'-sup' if c.sup_tickets else ''}-{round(100 * c.sparsity)}"
     base = os.path.join("runs", name)
@@ -143,6 +150,7 @@ class Run:
         self.lr_trace: list[tuple[int, float]] = []
         self.lr_every = max(1, self.total_steps // _LR_TRACE_POINTS)
         self.metrics: list[dict] = []
+        self._walls: list[float] = []  # seconds per epoch of this process, for the ETA
         self.optimizer.register_step_pre_hook(self._record_lr)
         self._step = 0
         if resume:
@@ -273,8 +281,8 @@ class Run:
                 f.write(json.dumps(row) + "\n")
             save_checkpoint(self._state(), self.run_dir, epoch, c.keep_checkpoints)
             test_txt = f", test acc {100 * row['test_accuracy']:.2f} %" if "test_accuracy" in row else ""
-            mean_epoch = sum(m["epoch_time_s"] for m in self.metrics) / len(self.metrics)
-            eta = time.strftime("%H:%M:%S", time.gmtime(mean_epoch * (c.epochs - epoch)))
+            self._walls.append(time.perf_counter() - began)  # training, test and checkpoint
+            eta = clock(sum(self._walls) / len(self._walls) * (c.epochs - epoch))
             self._say(f"epoch {epoch}/{c.epochs}: loss {row['train_loss']:.4f}, train acc "
                       f"{100 * row['train_accuracy']:.2f} %{test_txt}, lr {row['lr']:.3g}, sparse-layer density "
                       f"{row['density']:.4f}, {row['images_per_s']:.0f} img/s, ETA {eta}")
