@@ -110,5 +110,9 @@ def test_report_rejects_bad_arguments():
         st.flops.report(mlp(), (B, 64), method="rigl", total_steps=10)
     with pytest.raises(ValueError, match="total_steps"):
         st.flops.report(mlp(), (B, 64), total_steps=0)
+    model = mlp()
+    sparse = st.SparseTraining(model, torch.optim.SGD(model.parameters(), lr=0.1), st.Static(), 10)
+    with pytest.raises(ValueError, match="differs from the SparseTraining's 10"):
+        st.flops.report(model, (B, 64), method=sparse, total_steps=20)
     with pytest.raises(ValueError, match="no Linear or Conv2d"):
         st.flops.report(nn.Sequential(nn.ReLU()), (B, 64))

@@ -141,7 +141,8 @@ def report(model: nn.Module, input_size, *, method=None, total_steps: int | None
         input_size: the shape of one input batch, e.g. ``(128, 3, 32, 32)``.
         method: a ``SparseTraining`` (densities over time from its record, its method's and
             booster's schedules), a ``Method`` (its schedule), or None (static sparsity).
-        total_steps: steps of the run; taken from a ``SparseTraining``/bound method if omitted.
+        total_steps: steps of the run; taken from a ``SparseTraining``/bound method if omitted
+            (a ``Method`` or booster bound to another length is bound to this one).
         sup_tickets: a booster, when ``method`` is a ``Method`` (a ``SparseTraining`` has its own).
     """
     layers = dense_forward_flops(model, input_size)
@@ -150,6 +151,9 @@ def report(model: nn.Module, input_size, *, method=None, total_steps: int | None
     if base is not None and not isinstance(base, Method):
         raise TypeError(f"method must be a SparseTraining, a suptickets Method or None, got {method!r}")
     boost = training.sup_tickets if training is not None else sup_tickets
+    if training is not None and total_steps is not None and int(total_steps) != training.total_steps:
+        raise ValueError(f"total_steps={total_steps} differs from the SparseTraining's {training.total_steps}: "
+                         "leave it out")
     if total_steps is None:
         total_steps = training.total_steps if training is not None else getattr(base, "total_steps", None)
     if total_steps is not None:
