@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .data import DATASETS
 from .models import MODELS
@@ -68,12 +68,10 @@ class Config:
     eval_every: int = 1
     keep_checkpoints: int = 2
     preset: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["block_size"] = list(self.block_size)
-        d.pop("extra")
         return d
 
 
@@ -96,7 +94,7 @@ PRESETS = {
 _DATASET_PRESET = {"digits": "digits", "cifar10": "cifar-paper", "cifar100": "cifar-paper",
                    "imagenet": "imagenet-paper"}
 
-FIELDS = {f.name for f in dataclasses.fields(Config)} - {"extra"}
+FIELDS = {f.name for f in dataclasses.fields(Config)}
 
 
 def parse_block_size(value) -> tuple:
