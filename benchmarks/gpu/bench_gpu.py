@@ -10,9 +10,13 @@
    ``bsr_conv2d`` (3x3, 256 -> 256, 16x16, batch 128, channels_last) at densities 0.2 / 0.1 /
    0.05 and blocks 32 / 64 / 128, in bf16 and fp32 (TF32), against dense cuBLAS (``F.linear``),
    cuDNN (``F.conv2d``) and, for the linear forward, torch's own ``bsr_dense_mm``. Medians of
-   CUDA-event timings; speedup = dense time / sparse time; eta = speedup x density (DESIGN.md).
-3. **Training step**: VGG-16 and ResNet-50 (CIFAR shapes, batch 128, bf16) sparse (ERK 0.1,
-   64x64 blocks; the first conv stays dense) against dense: forward, backward, SGD step.
+   CUDA-event timings; speedup = dense time / sparse time; eta = speedup x density (DESIGN.md);
+   peak MiB = the GPU memory one forward+backward allocates above what was allocated before it
+   (the inputs and weights not counted).
+3. **Training step**: VGG-16 and ResNet-50 as ``suptickets train`` builds them (CIFAR shapes,
+   batch 128, bf16) sparse (ERK 0.1, 64x64 blocks; layers whose channels a block does not
+   divide stay dense) against dense: forward, backward, SGD step, with
+   the step's peak GPU memory (MiB allocated above the model, its optimizer state and the batch).
 """
 from __future__ import annotations
 
@@ -24,10 +28,9 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 import suptickets as st
 from suptickets.ops import _triton, reference
+from suptickets.train.models import build_model
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 TOL = {torch.bfloat16: dict(rtol=5e-2, atol=5e-2), torch.float16: dict(rtol=2e-2, atol=2e-2),
@@ -56,6 +59,19 @@ def timed(fn, repeats: int, warmup: int = 3) -> float:
             fn()
             times.append(1e3 * (time.perf_counter() - t0))
     return statistics.median(times)
+
+
+def peak_mib(fn):
+    """GPU memory ``fn()`` allocates at its peak above what was allocated before it, in MiB
+    (None on the CPU, where the smoke run has no allocator statistics)."""
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2 ** 20
 
 
 # ---- 1. check against the reference -------------------------------------------------------------
@@ -137,11 +153,14 @@ def bench_layers(densities, blocks, dtypes, smoke: bool, repeats: int):
         xc = torch.randn(B, CH, HW, HW, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
         Wc = (torch.randn(CH, CH, 3, 3, device=dev, dtype=dtype) / (9 * CH) ** 0.5).to(
             memory_format=torch.channels_last)
-        dense = {
-            "linear": (timed(lambda: F.linear(x, W), repeats),
-                       timed(lambda: fwd_bwd(lambda x, w: F.linear(x, w), x, W), repeats)),
+        dense_linear = lambda x, w: F.linear(x, w)  # noqa: E731
+        dense_conv = lambda x, w: F.conv2d(x, w, padding=1)  # noqa: E731
+        dense = {  # forward ms, forward+backward ms, forward+backward peak MiB
+            "linear": (timed(lambda: F.linear(x, W), repeats), timed(lambda: fwd_bwd(dense_linear, x, W), repeats),
+                       peak_mib(lambda: fwd_bwd(dense_linear, x, W))),
             "conv": (timed(lambda: F.conv2d(xc, Wc, padding=1), repeats),
-                     timed(lambda: fwd_bwd(lambda x, w: F.conv2d(x, w, padding=1), xc, Wc), repeats)),
+                     timed(lambda: fwd_bwd(dense_conv, xc, Wc), repeats),
+                     peak_mib(lambda: fwd_bwd(dense_conv, xc, Wc))),
         }
         for b in blocks:
             if smoke and b > 32:
@@ -149,21 +168,24 @@ def bench_layers(densities, blocks, dtypes, smoke: bool, repeats: int):
             for density in densities:
                 layout = st.BlockLayout.random((R, C), (b, b), max(1, round(density * (R // b) * (C // b)))).to(dev)
                 v = reference.block_values(W, layout).contiguous()
-                fwd = timed(lambda: st.ops.bsr_linear(x, v, layout), repeats)
-                both = timed(lambda: fwd_bwd(lambda x, v: st.ops.bsr_linear(x, v, layout), x, v), repeats)
+                linear = lambda x, v: st.ops.bsr_linear(x, v, layout)  # noqa: E731
+                fwd = timed(lambda: linear(x, v), repeats)
+                both = timed(lambda: fwd_bwd(linear, x, v), repeats)
                 bsr = torch_bsr_ms(W * layout.element_mask().to(dtype), x, b, repeats)
-                d_f, d_fb = dense["linear"]
+                d_f, d_fb, d_peak = dense["linear"]
                 yield (f"linear {M}x{C}->{R}", dname, density, b, d_f, fwd, d_f / fwd, d_f / fwd * density,
-                       d_fb, both, d_fb / both, d_fb / both * density, bsr)
+                       d_fb, both, d_fb / both, d_fb / both * density, bsr,
+                       d_peak, peak_mib(lambda: fwd_bwd(linear, x, v)))
                 clayout = st.BlockLayout.random((CH, 9 * CH), (b, b),
                                                 max(1, round(density * (CH // b) * (9 * CH // b)))).to(dev)
                 cv = torch.randn(clayout.nnz, b, b, device=dev, dtype=dtype) / (9 * CH) ** 0.5
                 conv = lambda x, v: st.ops.bsr_conv2d(x, v, clayout, kernel_size=3, padding=1)  # noqa: E731
                 fwd = timed(lambda: conv(xc, cv), repeats)
                 both = timed(lambda: fwd_bwd(conv, xc, cv), repeats)
-                d_f, d_fb = dense["conv"]
+                d_f, d_fb, d_peak = dense["conv"]
                 yield (f"conv3x3 {CH}->{CH} {HW}x{HW} b{B}", dname, density, b, d_f, fwd, d_f / fwd,
-                       d_f / fwd * density, d_fb, both, d_fb / both, d_fb / both * density, None)
+                       d_f / fwd * density, d_fb, both, d_fb / both, d_fb / both * density, None,
+                       d_peak, peak_mib(lambda: fwd_bwd(conv, xc, cv)))
 
 
 def fwd_bwd(fn, x, w):
@@ -190,56 +212,25 @@ def torch_bsr_ms(W_masked, x, b, repeats):
 # ---- 3. training step ------------------------------------------------------------------------------
 
 
-def vgg16(classes=100):
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-    layers, cin = [], 3
-    for c in cfg:
-        if c == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers += [nn.Conv2d(cin, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            cin = c
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, classes))
-
-
-class Bottleneck(nn.Module):
-    def __init__(self, cin, mid, stride):
-        super().__init__()
-        out = 4 * mid
-        self.body = nn.Sequential(
-            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, out, 1, bias=False), nn.BatchNorm2d(out))
-        self.skip = (nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
-                     if stride != 1 or cin != out else nn.Identity())
-
-    def forward(self, x):
-        return F.relu(self.body(x) + self.skip(x))
-
-
-def resnet50(classes=100):
-    layers, cin = [nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)], 64
-    for mid, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-        for i in range(n):
-            layers.append(Bottleneck(cin, mid, stride if i == 0 else 1))
-            cin = 4 * mid
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, classes))
-
-
 def bench_training(smoke: bool, repeats: int):
-    """Yields one row per model."""
+    """Yields one row per model: a training step (forward, backward, SGD) of the networks
+    ``suptickets train`` builds, dense against sparse (ERK 0.1, the Triton kernels). The smoke
+    run takes the small ``cnn`` on 8x8 images with 16x16 blocks (whole CIFAR networks are too
+    slow for the interpreter)."""
     dev = device()
-    batch = 4 if smoke else 128
-    x = torch.randn(batch, 3, 32, 32, device=dev, dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+    dtype = torch.float16 if smoke else torch.bfloat16
+    batch, size, block = (2, 8, 16) if smoke else (128, 32, 64)
+    names = ("cnn",) if smoke else ("vgg16", "resnet50")
+    x = torch.randn(batch, 3, size, size, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
     y = torch.randint(0, 100, (batch,), device=dev)
-    for name, make in (("VGG-16", vgg16), ("ResNet-50", resnet50)):
-        times = []
+    for name in names:
+        times, peaks = [], []
         for sparse in (False, True):
             torch.manual_seed(0)
-            model = make()
+            model = build_model(name, in_channels=3, image_size=size, num_classes=100)
             if sparse:
-                model = st.sparsify(model, density=0.1, distribution="erk", block_size=(64, 64))
-            model = model.to(dev, torch.bfloat16).to(memory_format=torch.channels_last)
+                model = st.sparsify(model, density=0.1, distribution="erk", block_size=(block, block))
+            model = model.to(dev, dtype).to(memory_format=torch.channels_last)
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
             def step():
@@ -249,7 +240,8 @@ def bench_training(smoke: bool, repeats: int):
                 opt.step()
 
             times.append(timed(step, repeats))
-        yield (name, batch, times[0], times[1], times[0] / times[1])
+            peaks.append(peak_mib(step))
+        yield (f"{name} {size}x{size}", batch, block, times[0], times[1], times[0] / times[1], peaks[0], peaks[1])
 
 
 def print_table(header, rows, budget_end: float) -> None:
@@ -301,10 +293,12 @@ def main(argv=None) -> int:
         print(f"# CHECK FAILED: {type(exc).__name__}: {str(exc)[:500]}", flush=True)
         status = 1
     print_table(("layer", "dtype", "density", "block", "dense fwd ms", "sparse fwd ms", "fwd speedup", "fwd eta",
-                 "dense f+b ms", "sparse f+b ms", "f+b speedup", "f+b eta", "bsr_dense_mm fwd ms"),
+                 "dense f+b ms", "sparse f+b ms", "f+b speedup", "f+b eta", "bsr_dense_mm fwd ms",
+                 "dense f+b peak MiB", "sparse f+b peak MiB"),
                 bench_layers(densities, blocks, dtypes, args.smoke, repeats), budget_end)
-    if not args.skip_training and not args.smoke:  # whole networks are too slow for the interpreter
-        print_table(("model (CIFAR, bf16)", "batch", "dense step ms", "sparse step ms (0.1, 64x64)", "speedup"),
+    if not args.skip_training:
+        print_table((f"model ({'fp16' if args.smoke else 'bf16'})", "batch", "block", "dense step ms",
+                     "sparse step ms (ERK 0.1)", "speedup", "dense step peak MiB", "sparse step peak MiB"),
                     bench_training(args.smoke, max(2, repeats // 2)), budget_end + 60)
     print(f"# total {time.perf_counter() - start:.0f} s", flush=True)
     return status

@@ -1,0 +1,35 @@
+"""The GPU benchmark script (benchmarks/gpu/) runs end to end on the CPU: ``--smoke`` takes the
+Triton kernels through the interpreter at tiny shapes, so the check, both tables and the
+training step of a network built by ``suptickets train`` are exercised before a GPU sees them."""
+import os
+import subprocess
+import sys
+
+from triton_helpers import needs_triton
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@needs_triton
+def test_smoke_run_prints_every_table(tmp_path):
+    env = dict(os.environ, TRITON_INTERPRET="1", TRITON_DEFAULT_FP_FUSION="1")
+    env.pop("SUPTICKETS_BACKEND", None)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu", "bench_gpu.py"), "--smoke"],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "# checks passed" in out and "FAILED" not in out, out
+    header = [line for line in out.splitlines() if line.startswith("| layer |")]
+    assert len(header) == 1 and "fwd eta" in header[0] and "sparse f+b peak MiB" in header[0], out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| linear ") or
+            line.startswith("| conv3x3 ")]
+    assert len(rows) == 2 * 3 * 2, out  # linear and conv x 3 densities x fp16, fp32
+    assert all(len(r) == len(header[0].split("|")[1:-1]) for r in rows)
+    assert all(float(r[5]) > 0 and float(r[9]) > 0 for r in rows), out  # sparse times were measured
+    model_rows = [line for line in out.splitlines() if line.startswith("| cnn 8x8 |")]
+    assert len(model_rows) == 1 and float(model_rows[0].split("|")[5]) > 0, out
+
+
+def test_run_all_is_valid_bash():
+    script = os.path.join(ROOT, "benchmarks", "gpu", "run_all.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
