@@ -1,4 +1,6 @@
-"""Loads the Triton kernels (``suptickets_kernels``) when Triton is installed."""
+"""Loads the Triton kernels (``suptickets_kernels``) when Triton is installed and usable; when
+it is not, ``available`` is False and ``load_error`` says why (the package imports either way,
+and calls that need the kernels say so)."""
 from __future__ import annotations
 
 import os
@@ -6,11 +8,14 @@ import os
 import torch
 
 try:
+    if not hasattr(torch.library, "triton_op"):
+        raise ImportError(f"the Triton kernels need torch >= 2.6 (torch.library.triton_op); "
+                          f"torch is {torch.__version__}")
     import suptickets_kernels as kernels
 
     available = True
     load_error = None
-except ImportError as exc:  # triton not installed
+except Exception as exc:  # triton missing, torch too old, or triton unusable here (< 3.4 needs a GPU driver)
     kernels = None
     available = False
     load_error = exc
