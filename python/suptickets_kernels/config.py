@@ -4,10 +4,10 @@ SDDMM, 64 or 32 reduction steps): a 128x128 bf16 block and its 128-row input til
 stages in 228 KB of shared memory, and configurations that do not fit are skipped by the
 autotuner. The 256-row tile halves how often a row tile re-reads the weight blocks from L2
 (with 64x64 blocks at density 0.1 and 8192 rows: 105 MB instead of 210 MB per product, against
-the 410 MB of input columns every tile size reads). Each configuration is a compilation (about a second) per block size and dtype, so
-the list stays short; one small configuration
-under ``TRITON_INTERPRET=1`` (the interpreter cannot autotune several, and runs every program
-in Python, so tiles stay small). ``TRITON_INTERPRET`` must be set before this package is imported."""
+the 410 MB of input columns every tile size reads). Each configuration is a compilation (about
+a second) per block size and dtype, so the list stays short; one small configuration under
+``TRITON_INTERPRET=1`` (the interpreter cannot autotune several, and runs every program in
+Python, so tiles stay small). ``TRITON_INTERPRET`` must be set before this package is imported."""
 from __future__ import annotations
 
 import os
