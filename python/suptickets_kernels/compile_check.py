@@ -8,7 +8,11 @@ Must run without ``TRITON_INTERPRET`` (the interpreter replaces the compiled ker
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 
 import triton
@@ -50,8 +54,9 @@ def cases(block: int = 64):
         common = {"BR": block, "BC": block, "PRECISION": precision}
         yield (f"bsr_matmul.forward[{name}]", bsr_matmul._forward,
                {"x_ptr": ptr, "v_ptr": ptr, "cols_ptr": "*i32", "row_ptr_ptr": "*i32", "bias_ptr": ptr,
-                "y_ptr": ptr, "M": "i32", "stride_x": "i32", "stride_y": "i32", "GRID_N": "i32", "HAS_BIAS": "constexpr",
-                "BR": "constexpr", "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
+                "y_ptr": ptr, "M": "i32", "stride_x": "i32", "stride_y": "i32", "GRID_N": "i32",
+                "HAS_BIAS": "constexpr", "BR": "constexpr", "BC": "constexpr", "PRECISION": "constexpr",
+                "BLOCK_M": "constexpr"},
                {**common, "HAS_BIAS": True, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
         yield (f"bsr_matmul.grad_input[{name}]", bsr_matmul._grad_input,
                {"dy_ptr": ptr, "v_ptr": ptr, "rows_ptr": "*i32", "col_ptr_ptr": "*i32", "col_perm_ptr": "*i32",
@@ -121,23 +126,46 @@ def compile_all(arch: int = 90, block: int = 64, verbose: bool = True) -> list[s
 SHARED_LIMIT = {90: 232448}  # bytes of shared memory a block may use (H100/H200: 227 KB)
 
 
-def check_fit(arch: int = 90, block: int = 128, dtype: str = "fp32", verbose: bool = True) -> list[str]:
-    """For every autotuned kernel, at ``block`` x ``block`` blocks in ``dtype`` (the largest
-    footprint), compiles each autotune configuration and checks that at least one fits in the
-    shared memory of ``sm_<arch>``: the autotuner skips configurations that do not fit, and fails
-    when none does, which only a GPU would otherwise show."""
+def resource_usage(cubin: bytes) -> tuple[int, int] | None:
+    """(registers per thread, local-memory bytes per thread: spills and stack) of a cubin, read
+    with the ``cuobjdump`` that Triton's NVIDIA backend ships; None where there is none."""
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if not os.path.exists(tool):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        out = subprocess.run([tool, "--dump-resource-usage", path], capture_output=True, text=True).stdout
+    found = re.search(r"REG:(\d+) STACK:(\d+) SHARED:\d+ LOCAL:(\d+)", out)
+    return (int(found[1]), int(found[2]) + int(found[3])) if found else None
+
+
+def check_fit(arch: int = 90, block: int = 128, dtype: str = "fp32", spill_free: bool = False,
+              verbose: bool = True) -> list[str]:
+    """For every autotuned kernel, at ``block`` x ``block`` blocks in ``dtype``, compiles each
+    autotune configuration and checks that at least one fits in the shared memory of
+    ``sm_<arch>`` (the autotuner skips configurations that do not fit, and fails when none does,
+    which only a GPU would otherwise show); reports each configuration's registers and spilled
+    bytes per thread, and with ``spill_free`` raises when any configuration spills."""
     target, limit, lines = GPUTarget("cuda", arch, 32), SHARED_LIMIT[arch], []
     for name, kernel, signature, constexprs, options in cases(block):
         if f"[{dtype}]" not in name or not isinstance(kernel, triton.runtime.Autotuner):
             continue
-        shared = []
+        shared, regs, spills = [], [], []
         for config in kernel.configs:
             compiled = triton.compile(source(kernel, signature, {**constexprs, **config.kwargs}), target=target,
                                       options={"num_warps": config.num_warps, "num_stages": config.num_stages})
             shared.append(compiled.metadata.shared)
-        line = f"{name} block {block}: shared memory per config {shared} (limit {limit})"
+            usage = resource_usage(compiled.asm["cubin"])
+            regs.append(usage[0] if usage else None)
+            spills.append(usage[1] if usage else None)
+        line = (f"{name} block {block}: shared memory per config {shared} (limit {limit}), "
+                f"registers {regs}, spilled bytes {spills}")
         if min(shared) > limit:
             raise RuntimeError(f"no autotune configuration fits: {line}")
+        if spill_free and any(s for s in spills):
+            raise RuntimeError(f"a configuration spills registers: {line}")
         if verbose:
             print(line)
         lines.append(line)
@@ -149,12 +177,13 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, default=90)
     parser.add_argument("--block", type=int, default=64)
     parser.add_argument("--fit", action="store_true", help="also compile every autotune configuration of every "
-                        "kernel at 128x128 fp32 blocks (one must fit in shared memory) and 64x64 bf16 blocks")
+                        "kernel at 128x128 fp32 blocks (one must fit in shared memory) and 64x64 bf16 blocks "
+                        "(none may spill registers)")
     args = parser.parse_args(argv)
     compile_all(args.arch, args.block)
     if args.fit:
         check_fit(args.arch)  # the largest footprint: one configuration must fit
-        check_fit(args.arch, block=64, dtype="bf16")  # the benchmark's targets: every configuration compiles
+        check_fit(args.arch, block=64, dtype="bf16", spill_free=True)  # the targets' case: no configuration spills
     return 0
 
 
