@@ -33,3 +33,40 @@ def test_smoke_run_prints_every_table(tmp_path):
 def test_run_all_is_valid_bash():
     script = os.path.join(ROOT, "benchmarks", "gpu", "run_all.sh")
     assert subprocess.run(["bash", "-n", script]).returncode == 0
+
+
+def test_gpu_time_waits_until_the_calls_are_queued_behind_the_sleep(monkeypatch):
+    """``gpu_ms`` lengthens the sleep until every call is queued before the start event runs, and
+    reports the events' time per call; the CUDA calls are stand-ins (no GPU here)."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", os.path.join(ROOT, "benchmarks", "gpu", "bench_gpu.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sleeps, started_early = [], iter([True, True, False, False, False])
+
+    class Event:
+        def __init__(self, enable_timing):
+            pass
+
+        def record(self):
+            pass
+
+        def query(self):  # the start event has run: the sleep ended before the calls were queued
+            return next(started_early)
+
+        def elapsed_time(self, end):
+            return 50.0
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "_sleep", lambda cycles: sleeps.append(cycles))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {"clock_rate": 1_980_000})())
+    calls = []
+    assert bench.gpu_ms(lambda: calls.append(1), repeats=3, calls=10, warmup=2) == 5.0
+    assert len(sleeps) == 5 and abs(sleeps[1] - 2 * sleeps[0]) <= 1 and abs(sleeps[2] - 2 * sleeps[1]) <= 1
+    assert sleeps[2] == sleeps[3] == sleeps[4]  # long enough from then on
+    assert len(calls) == 2 + 10 + 5 * 10  # warm-up, the host-time estimate, five timed rounds

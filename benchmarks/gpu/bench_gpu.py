@@ -5,12 +5,15 @@
 
 1. **Check**: every Triton kernel (linear and conv forward, dX, dvalues; block and gradient
    scores; the superposition merge) against the reference on the device, bf16 and fp32, each
-   block size; a failure stops the run before any timing.
+   block size; a failure is reported (exit status 1) and the timings still run.
 2. **Layers**: forward and forward+backward of ``bsr_linear`` (8192 tokens, 4096 -> 4096) and
    ``bsr_conv2d`` (3x3, 256 -> 256, 16x16, batch 128, channels_last) at densities 0.2 / 0.1 /
    0.05 and blocks 32 / 64 / 128, in bf16 and fp32 (TF32), against dense cuBLAS (``F.linear``),
-   cuDNN (``F.conv2d``) and, for the linear forward, torch's own ``bsr_dense_mm``. Medians of
-   CUDA-event timings; speedup = dense time / sparse time; eta = speedup x density (DESIGN.md);
+   cuDNN (``F.conv2d``) and, for the linear forward, torch's own ``bsr_dense_mm``. Times are
+   GPU times (``gpu_ms``: medians of CUDA-event timings of calls queued back to back behind a
+   sleep, so no launch overhead, for dense and sparse alike); "sparse fwd eager ms" is one call
+   timed as a plain loop sees it, launch overhead included. Speedup = dense time / sparse
+   time; eta = speedup x density (DESIGN.md);
    peak MiB = the GPU memory one forward+backward allocates above what was allocated before it
    (the inputs and weights not counted).
 3. **Training step**: VGG-16 and ResNet-50 as ``suptickets train`` builds them (CIFAR shapes,
@@ -58,6 +61,39 @@ def timed(fn, repeats: int, warmup: int = 3) -> float:
             t0 = time.perf_counter()
             fn()
             times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def gpu_ms(fn, repeats: int, calls: int = 10, warmup: int = 3) -> float:
+    """Median GPU milliseconds of one ``fn()``, without the host's launch overhead: the stream is
+    held by ``torch.cuda._sleep`` while ``calls`` calls are queued behind the start event, so the
+    events time the kernels back to back (the sleep is lengthened until the start event is still
+    pending once every call is queued). Wall time on the CPU (the smoke run)."""
+    if not torch.cuda.is_available():
+        return timed(fn, repeats, warmup)
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    sleep_s = 2 * (time.perf_counter() - t0) + 1e-3
+    hz = getattr(torch.cuda.get_device_properties(0), "clock_rate", 0) * 1e3 or 2e9  # kHz when reported
+    times = []
+    while len(times) < repeats:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(int(sleep_s * hz))
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        queued_in_time = not start.query()
+        torch.cuda.synchronize()
+        if queued_in_time or sleep_s > 0.5:  # past half a second (a host sync in fn?): an upper bound
+            times.append(start.elapsed_time(end) / calls)
+        else:
+            sleep_s *= 2
     return statistics.median(times)
 
 
@@ -156,10 +192,10 @@ def bench_layers(densities, blocks, dtypes, smoke: bool, repeats: int):
         dense_linear = lambda x, w: F.linear(x, w)  # noqa: E731
         dense_conv = lambda x, w: F.conv2d(x, w, padding=1)  # noqa: E731
         dense = {  # forward ms, forward+backward ms, forward+backward peak MiB
-            "linear": (timed(lambda: F.linear(x, W), repeats), timed(lambda: fwd_bwd(dense_linear, x, W), repeats),
+            "linear": (gpu_ms(lambda: F.linear(x, W), repeats), gpu_ms(lambda: fwd_bwd(dense_linear, x, W), repeats),
                        peak_mib(lambda: fwd_bwd(dense_linear, x, W))),
-            "conv": (timed(lambda: F.conv2d(xc, Wc, padding=1), repeats),
-                     timed(lambda: fwd_bwd(dense_conv, xc, Wc), repeats),
+            "conv": (gpu_ms(lambda: F.conv2d(xc, Wc, padding=1), repeats),
+                     gpu_ms(lambda: fwd_bwd(dense_conv, xc, Wc), repeats),
                      peak_mib(lambda: fwd_bwd(dense_conv, xc, Wc))),
         }
         for b in blocks:
@@ -169,23 +205,23 @@ def bench_layers(densities, blocks, dtypes, smoke: bool, repeats: int):
                 layout = st.BlockLayout.random((R, C), (b, b), max(1, round(density * (R // b) * (C // b)))).to(dev)
                 v = reference.block_values(W, layout).contiguous()
                 linear = lambda x, v: st.ops.bsr_linear(x, v, layout)  # noqa: E731
-                fwd = timed(lambda: linear(x, v), repeats)
-                both = timed(lambda: fwd_bwd(linear, x, v), repeats)
+                fwd = gpu_ms(lambda: linear(x, v), repeats)
+                both = gpu_ms(lambda: fwd_bwd(linear, x, v), repeats)
                 bsr = torch_bsr_ms(W * layout.element_mask().to(dtype), x, b, repeats)
                 d_f, d_fb, d_peak = dense["linear"]
                 yield (f"linear {M}x{C}->{R}", dname, density, b, d_f, fwd, d_f / fwd, d_f / fwd * density,
-                       d_fb, both, d_fb / both, d_fb / both * density, bsr,
+                       d_fb, both, d_fb / both, d_fb / both * density, bsr, timed(lambda: linear(x, v), repeats),
                        d_peak, peak_mib(lambda: fwd_bwd(linear, x, v)))
                 clayout = st.BlockLayout.random((CH, 9 * CH), (b, b),
                                                 max(1, round(density * (CH // b) * (9 * CH // b)))).to(dev)
                 cv = torch.randn(clayout.nnz, b, b, device=dev, dtype=dtype) / (9 * CH) ** 0.5
                 conv = lambda x, v: st.ops.bsr_conv2d(x, v, clayout, kernel_size=3, padding=1)  # noqa: E731
-                fwd = timed(lambda: conv(xc, cv), repeats)
-                both = timed(lambda: fwd_bwd(conv, xc, cv), repeats)
+                fwd = gpu_ms(lambda: conv(xc, cv), repeats)
+                both = gpu_ms(lambda: fwd_bwd(conv, xc, cv), repeats)
                 d_f, d_fb, d_peak = dense["conv"]
                 yield (f"conv3x3 {CH}->{CH} {HW}x{HW} b{B}", dname, density, b, d_f, fwd, d_f / fwd,
                        d_f / fwd * density, d_fb, both, d_fb / both, d_fb / both * density, None,
-                       d_peak, peak_mib(lambda: fwd_bwd(conv, xc, cv)))
+                       timed(lambda: conv(xc, cv), repeats), d_peak, peak_mib(lambda: fwd_bwd(conv, xc, cv)))
 
 
 def fwd_bwd(fn, x, w):
@@ -203,7 +239,7 @@ def torch_bsr_ms(W_masked, x, b, repeats):
         bsr = W_masked.to_sparse_bsr((b, b))
         xt = x.t().contiguous()
         bsr_dense_mm(bsr, xt)
-        return timed(lambda: bsr_dense_mm(bsr, xt), repeats)
+        return gpu_ms(lambda: bsr_dense_mm(bsr, xt), repeats)
     except Exception as exc:  # not every build, dtype and block size is supported
         print(f"# bsr_dense_mm unavailable for block {b}, {x.dtype}: {type(exc).__name__}: {str(exc)[:80]}")
         return None
@@ -263,7 +299,7 @@ def print_table(header, rows, budget_end: float) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny shapes (the interpreter on CPU)")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per figure (median)")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--budget", type=float, default=270, help="seconds after which tables are cut short")
     args = parser.parse_args(argv)
@@ -294,7 +330,7 @@ def main(argv=None) -> int:
         status = 1
     print_table(("layer", "dtype", "density", "block", "dense fwd ms", "sparse fwd ms", "fwd speedup", "fwd eta",
                  "dense f+b ms", "sparse f+b ms", "f+b speedup", "f+b eta", "bsr_dense_mm fwd ms",
-                 "dense f+b peak MiB", "sparse f+b peak MiB"),
+                 "sparse fwd eager ms", "dense f+b peak MiB", "sparse f+b peak MiB"),
                 bench_layers(densities, blocks, dtypes, args.smoke, repeats), budget_end)
     if not args.skip_training:
         print_table((f"model ({'fp16' if args.smoke else 'bf16'})", "batch", "block", "dense step ms",
