@@ -70,3 +70,9 @@ def test_gpu_time_waits_until_the_calls_are_queued_behind_the_sleep(monkeypatch)
     assert len(sleeps) == 5 and abs(sleeps[1] - 2 * sleeps[0]) <= 1 and abs(sleeps[2] - 2 * sleeps[1]) <= 1
     assert sleeps[2] == sleeps[3] == sleeps[4]  # long enough from then on
     assert len(calls) == 2 + 10 + 5 * 10  # warm-up, the host-time estimate, five timed rounds
+    # a function that waits for the GPU never lets the calls queue: timed eagerly once the sleep passes 0.25 s
+    started_early = iter([True] * 100)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {})())  # no clock_rate
+    sleeps.clear()
+    assert bench.gpu_ms(lambda: None, repeats=3, calls=10, warmup=0) == 50.0
+    assert 8 <= len(sleeps) <= 10 and sleeps[-1] > 0.25 * 2e9

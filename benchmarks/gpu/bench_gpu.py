@@ -68,7 +68,8 @@ def gpu_ms(fn, repeats: int, calls: int = 10, warmup: int = 3) -> float:
     """Median GPU milliseconds of one ``fn()``, without the host's launch overhead: the stream is
     held by ``torch.cuda._sleep`` while ``calls`` calls are queued behind the start event, so the
     events time the kernels back to back (the sleep is lengthened until the start event is still
-    pending once every call is queued). Wall time on the CPU (the smoke run)."""
+    pending once every call is queued; a ``fn`` that synchronises with the host is timed eagerly).
+    Wall time on the CPU (the smoke run)."""
     if not torch.cuda.is_available():
         return timed(fn, repeats, warmup)
     for _ in range(warmup):
@@ -90,8 +91,10 @@ def gpu_ms(fn, repeats: int, calls: int = 10, warmup: int = 3) -> float:
         end.record()
         queued_in_time = not start.query()
         torch.cuda.synchronize()
-        if queued_in_time or sleep_s > 0.5:  # past half a second (a host sync in fn?): an upper bound
+        if queued_in_time:
             times.append(start.elapsed_time(end) / calls)
+        elif sleep_s > 0.25:  # fn waits for the GPU on the host: no queue to fill, time it as it runs
+            return timed(fn, repeats, warmup=0)
         else:
             sleep_s *= 2
     return statistics.median(times)
