@@ -2,6 +2,8 @@
 // implementations register themselves per dispatch key (csrc/cpu/*.cpp).
 #include <torch/library.h>
 
+// (The merge rule of the superposition ops is named `rule`: an argument named `mode` collides with
+// torch.compile's dispatch internals.)
 TORCH_LIBRARY(suptickets, m) {
   m.def(
       "bsr_linear(Tensor x, Tensor values, Tensor rows, Tensor cols, Tensor row_ptr, "

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu/bsr_conv_kernels.h"
+#include "cpu/bsr_product_kernels.h"
 
 using namespace suptickets::cpu;
 
@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
   const double t_px = min_ms(pack_x), t_pg = min_ms(pack_g);
   const Grid xgrid{g.in_stripe(), bs, g.Hp(), g.Wp(), g.PH, g.PW};
   auto forward = [&](const float* src, const Grid& xs) {
-    return min_ms([&] { conv_forward<float>(g, src, xs, vals.data(), row_ptr.data(), cols.data(), nullptr, y.data()); });
+    return min_ms(
+        [&] { conv_forward<float>(g, src, xs, vals.data(), row_ptr.data(), cols.data(), nullptr, y.data()); });
   };
   const double t_f = forward(xp.data(), xgrid);
   // the linear input read in place: rows of C features are pixels
@@ -100,8 +101,8 @@ int main(int argc, char** argv) {
   grad_out_padding(g, &top, &left);
   const int64_t Hg = g.Ho + 2 * top, Wg = g.Wo + 2 * left;
   std::vector<float> gpad(g.out_blocks() * g.B * Hg * Wg * bs);
-  pack_stripes<float>(gy.data(), g.B, g.Cout, g.Ho, g.Wo, g.Ho * g.Wo * g.Cout, 1, g.Wo * g.Cout, g.Cout, bs, top,
-                      left, gpad.data());
+  pack_stripes<float>(gy.data(), g.B, g.Cout, g.Ho, g.Wo, g.Ho * g.Wo * g.Cout, 1, g.Wo * g.Cout, g.Cout, bs, top, left,
+                      gpad.data());
   const Grid padded{g.B * Hg * Wg * bs, bs, Hg, Wg, top, left}, packed{g.out_stripe(), bs, g.Ho, g.Wo, 0, 0},
       direct{bs, g.Cout, g.Ho, g.Wo, 0, 0};
   const bool gathers = grad_input_gathers(g);
@@ -125,9 +126,12 @@ int main(int argc, char** argv) {
   std::printf("%s density %.3f block %ld, %d threads, %s\n", kind.c_str(), double(nnz) / all.size(), (long)bs,
               omp_get_max_threads(), simd_level());
   std::printf("pack x %.2f ms, pack grad %.2f ms\n", t_px, t_pg);
-  for (auto [name, t] : {std::pair<const char*, double>{"forward", t_f}, {"grad input", t_dx},
-                         {"grad values", t_dv}, {"forward, unpacked input", t_f_direct},
-                         {"grad input, unpacked grad", t_dx_direct}, {"grad values, unpacked grad", t_dv_direct},
+  for (auto [name, t] : {std::pair<const char*, double>{"forward", t_f},
+                         {"grad input", t_dx},
+                         {"grad values", t_dv},
+                         {"forward, unpacked input", t_f_direct},
+                         {"grad input, unpacked grad", t_dx_direct},
+                         {"grad values, unpacked grad", t_dv_direct},
                          {"grad values, unpacked input", t_dv_xdirect}})
     std::printf("%-26s %7.2f ms  %6.1f GFLOP/s\n", name, t, flops / t / 1e6);
   return 0;

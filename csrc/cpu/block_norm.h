@@ -7,6 +7,8 @@
 #include <cmath>
 #include <string>
 
+#include "checks.h"
+
 namespace suptickets {
 namespace cpu {
 
@@ -17,13 +19,7 @@ enum class Norm { L1, L2 };
 inline Norm parse_kind(c10::string_view kind, const char* op) {
   if (kind == "l1") return Norm::L1;
   if (kind == "l2") return Norm::L2;
-  TORCH_CHECK(false, "suptickets::", op, ": kind must be 'l1' or 'l2', got '", std::string(kind), "'");
-}
-
-inline void check_float_cpu(const Tensor& t, const char* name, const char* op) {
-  TORCH_CHECK(t.device().is_cpu(), "suptickets::", op, ": ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "suptickets::", op, ": ",
-              name, " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(false, "suptickets::", op, ": kind must be 'l1' or 'l2', got '", std::string(kind), "'");
 }
 
 // Norm of a br x bc block whose rows are `ld` apart. Sums run in 16 column lanes (rows

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "block_norm.h"
+#include "bsr_product_kernels.h"
 
 namespace suptickets {
 namespace cpu {
@@ -21,8 +22,8 @@ using at::Tensor;
 
 Tensor block_scores(const Tensor& values, c10::string_view kind) {
   check_float_cpu(values, "values", "block_scores");
-  TORCH_CHECK(values.dim() == 3, "suptickets::block_scores: values must be [nnz, br, bc], got shape ",
-              values.sizes());
+  TORCH_CHECK_VALUE(values.dim() == 3, "suptickets::block_scores: values must be [nnz, br, bc], got shape ",
+                    values.sizes());
   const Norm norm = parse_kind(kind, "block_scores");
   const Tensor v = values.contiguous();
   const int64_t nnz = v.size(0), br = v.size(1), bc = v.size(2);
@@ -44,9 +45,8 @@ Tensor block_scores(const Tensor& values, c10::string_view kind) {
 // Rows of X seen by kernel tap (i, j): tap[b, ho, wo, :] = x[b, ho*s - p + i*d, wo*s - p + j*d, :]
 // (zero outside the image), as a [B*Ho*Wo, Cin] matrix in `buf`.
 template <typename T>
-void gather_tap(const T* x, T* buf, int64_t B, int64_t H, int64_t W, int64_t Cin, int64_t Ho,
-                int64_t Wo, int64_t i, int64_t j, IntArrayRef stride, IntArrayRef padding,
-                IntArrayRef dilation) {
+void gather_tap(const T* x, T* buf, int64_t B, int64_t H, int64_t W, int64_t Cin, int64_t Ho, int64_t Wo, int64_t i,
+                int64_t j, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation) {
   const int64_t off_h = i * dilation[0] - padding[0], off_w = j * dilation[1] - padding[1];
   at::parallel_for(0, B * Ho, 16, [&](int64_t begin, int64_t end) {
     for (int64_t bh = begin; bh < end; ++bh) {
@@ -76,27 +76,23 @@ Tensor grad_scores(const Tensor& x, const Tensor& grad_out, IntArrayRef block_si
   const char* op = "grad_scores";
   check_float_cpu(x, "x", op);
   check_float_cpu(grad_out, "grad_out", op);
-  TORCH_CHECK(x.scalar_type() == grad_out.scalar_type(), "suptickets::grad_scores: x and grad_out must have the same dtype, got ",
-              x.scalar_type(), " and ", grad_out.scalar_type());
-  TORCH_CHECK(x.dim() == 4 && grad_out.dim() == 4,
-              "suptickets::grad_scores: x must be [B, H, W, Cin] and grad_out [B, Ho, Wo, R], got shapes ", x.sizes(),
-              " and ", grad_out.sizes());
-  for (auto* arg : {&block_size, &kernel_size, &stride, &padding, &dilation})
-    TORCH_CHECK(arg->size() == 2, "suptickets::grad_scores: geometry arguments must be pairs");
+  check_same_dtype(x, "x", grad_out, "grad_out", op);
+  TORCH_CHECK_VALUE(x.dim() == 4 && grad_out.dim() == 4,
+                    "suptickets::grad_scores: x must be [B, H, W, Cin] and grad_out [B, Ho, Wo, R], got shapes ",
+                    x.sizes(), " and ", grad_out.sizes());
+  TORCH_CHECK_VALUE(block_size.size() == 2, "suptickets::grad_scores: block_size must be a pair");
+  check_conv_args(kernel_size, stride, padding, dilation, op);
   const Norm norm = parse_kind(kind, op);
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2), Cin = x.size(3);
   const int64_t Ho = grad_out.size(1), Wo = grad_out.size(2), R = grad_out.size(3);
   const int64_t KH = kernel_size[0], KW = kernel_size[1], br = block_size[0], bc = block_size[1];
-  TORCH_CHECK(grad_out.size(0) == B, "suptickets::grad_scores: x and grad_out must have the same batch size");
-  TORCH_CHECK(br >= 1 && bc >= 1 && R % br == 0 && Cin % bc == 0, "suptickets::grad_scores: block_size ",
-              block_size, " must divide (out=", R, ", in=", Cin, ")");
-  TORCH_CHECK(KH >= 1 && KW >= 1 && stride[0] >= 1 && stride[1] >= 1 && dilation[0] >= 1 &&
-                  dilation[1] >= 1 && padding[0] >= 0 && padding[1] >= 0,
-              "suptickets::grad_scores: kernel_size, stride, dilation must be >= 1 and padding >= 0");
-  TORCH_CHECK(Ho == (H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) / stride[0] + 1 &&
-                  Wo == (W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) / stride[1] + 1,
-              "suptickets::grad_scores: grad_out's spatial size ", Ho, "x", Wo,
-              " does not match the convolution of a ", H, "x", W, " input");
+  TORCH_CHECK_VALUE(grad_out.size(0) == B, "suptickets::grad_scores: x and grad_out must have the same batch size");
+  TORCH_CHECK_VALUE(br >= 1 && bc >= 1 && R % br == 0 && Cin % bc == 0, "suptickets::grad_scores: block_size ",
+                    block_size, " must divide (out=", R, ", in=", Cin, ")");
+  TORCH_CHECK_VALUE(Ho == conv_output_size(H, KH, stride[0], padding[0], dilation[0]) &&
+                        Wo == conv_output_size(W, KW, stride[1], padding[1], dilation[1]),
+                    "suptickets::grad_scores: grad_out's spatial size ", Ho, "x", Wo,
+                    " does not match the convolution of a ", H, "x", W, " input");
   const int64_t P = B * Ho * Wo, gc_tap = Cin / bc;
   Tensor scores = at::empty({R / br, KH * KW * gc_tap}, x.options());
   const Tensor xc = x.contiguous();
@@ -112,8 +108,8 @@ Tensor grad_scores(const Tensor& x, const Tensor& grad_out, IntArrayRef block_si
     for (int64_t i = 0; i < KH; ++i)
       for (int64_t j = 0; j < KW; ++j) {
         if (!identity)
-          gather_tap(xc.data_ptr<scalar_t>(), tap.data_ptr<scalar_t>(), B, H, W, Cin, Ho, Wo, i, j, stride,
-                     padding, dilation);
+          gather_tap(xc.data_ptr<scalar_t>(), tap.data_ptr<scalar_t>(), B, H, W, Cin, Ho, Wo, i, j, stride, padding,
+                     dilation);
         const int64_t col0 = (i * KW + j) * gc_tap;
         for (int64_t r0 = 0; r0 < R; r0 += slab_rows) {
           const int64_t rows = std::min(slab_rows, R - r0);

@@ -5,7 +5,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "stream_copy.h"
 #include <torch/library.h>
 
 #include <algorithm>
@@ -14,27 +13,24 @@
 #include <limits>
 #include <vector>
 
+#include "checks.h"
+#include "stream_copy.h"
+
 namespace suptickets {
 namespace cpu {
 namespace {
 
 using at::Tensor;
 
-void check_int_vector(const Tensor& t, const char* name, at::ScalarType dtype) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == dtype && t.dim() == 1, "suptickets: ", name,
-              " must be a 1-D ", dtype, " CPU tensor, got ", t.scalar_type(), " of shape ", t.sizes(), " on ",
-              t.device());
-}
-
 // row_ptr[grid_rows + 1], col_ptr[grid_cols + 1], col_perm[nnz] (int32) of row-major slots.
 std::tuple<Tensor, Tensor, Tensor> layout_index(const Tensor& rows_in, const Tensor& cols_in, int64_t grid_rows,
                                                 int64_t grid_cols) {
-  check_int_vector(rows_in, "rows", at::kInt);
-  check_int_vector(cols_in, "cols", at::kInt);
+  check_index(rows_in, "rows", "layout_index", at::kInt);
+  check_index(cols_in, "cols", "layout_index", at::kInt);
   const Tensor rows = rows_in.contiguous(), cols = cols_in.contiguous();
   const int64_t nnz = rows.numel();
-  TORCH_CHECK(cols.numel() == nnz, "suptickets::layout_index: rows and cols differ in length");
-  TORCH_CHECK(nnz <= std::numeric_limits<int32_t>::max(), "suptickets::layout_index: too many blocks for int32");
+  TORCH_CHECK_VALUE(cols.numel() == nnz, "suptickets::layout_index: rows and cols differ in length");
+  TORCH_CHECK_VALUE(nnz <= std::numeric_limits<int32_t>::max(), "suptickets::layout_index: too many blocks for int32");
   Tensor row_ptr = at::zeros({grid_rows + 1}, at::kInt);
   Tensor col_ptr = at::zeros({grid_cols + 1}, at::kInt);
   Tensor col_perm = at::empty({nnz}, at::kInt);
@@ -65,7 +61,7 @@ std::tuple<Tensor, Tensor, Tensor> layout_index(const Tensor& rows_in, const Ten
       if (!ok) bad = true;
     }
   });
-  TORCH_CHECK(!bad, "suptickets::layout_index: a block lies outside the ", grid_rows, " x ", grid_cols, " grid");
+  TORCH_CHECK_VALUE(!bad, "suptickets::layout_index: a block lies outside the ", grid_rows, " x ", grid_cols, " grid");
   for (int64_t i = 0; i < grid_rows; ++i) {
     int32_t n = 0;
     for (int64_t p = 0; p < parts; ++p) n += row_counts[p * (grid_rows + 1) + i];
@@ -97,10 +93,10 @@ std::tuple<Tensor, Tensor, Tensor> layout_index(const Tensor& rows_in, const Ten
 // in row-major order: new rows, cols (int32) and src (int64: the old slot, or -1 for a grown block).
 std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Tensor& cols_in, const Tensor& drop_in,
                                                 const Tensor& grow_in, int64_t grid_cols) {
-  check_int_vector(rows_in, "rows", at::kInt);
-  check_int_vector(cols_in, "cols", at::kInt);
-  check_int_vector(drop_in, "drop", at::kLong);
-  check_int_vector(grow_in, "grow", at::kLong);
+  check_index(rows_in, "rows", "merge_blocks", at::kInt);
+  check_index(cols_in, "cols", "merge_blocks", at::kInt);
+  check_index(drop_in, "drop", "merge_blocks", at::kLong);
+  check_index(grow_in, "grow", "merge_blocks", at::kLong);
   const Tensor rows = rows_in.contiguous(), cols = cols_in.contiguous();
   const Tensor drop = drop_in.contiguous(), grow = grow_in.contiguous();
   const int64_t nnz = rows.numel(), nd = drop.numel(), ng = grow.numel();
@@ -109,12 +105,12 @@ std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Ten
   const int64_t* d = drop.data_ptr<int64_t>();
   const int64_t* g = grow.data_ptr<int64_t>();
   for (int64_t i = 0; i < nd; ++i) {
-    TORCH_CHECK(d[i] >= 0 && d[i] < nnz, "suptickets: drop slots must lie in [0, ", nnz, "), got ", d[i]);
-    TORCH_CHECK(i == 0 || d[i] > d[i - 1], "suptickets: drop slots must be ascending and must not repeat");
+    TORCH_CHECK_VALUE(d[i] >= 0 && d[i] < nnz, "suptickets: drop slots must lie in [0, ", nnz, "), got ", d[i]);
+    TORCH_CHECK_VALUE(i == 0 || d[i] > d[i - 1], "suptickets: drop slots must be ascending and must not repeat");
   }
   for (int64_t i = 0; i < ng; ++i)
-    TORCH_CHECK(g[i] >= 0 && (i == 0 || g[i] > g[i - 1]),
-                "suptickets: grow blocks must be ascending without repeats and >= 0");
+    TORCH_CHECK_VALUE(g[i] >= 0 && (i == 0 || g[i] > g[i - 1]),
+                      "suptickets: grow blocks must be ascending without repeats and >= 0");
   const int64_t n_new = nnz - nd + ng;
   std::vector<uint8_t> keep(nnz, 1);
   for (int64_t i = 0; i < nd; ++i) keep[d[i]] = 0;
@@ -143,8 +139,8 @@ std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Ten
   std::vector<int64_t> slot0(parts + 1), grow0(parts + 1), out0(parts + 1);
   for (int64_t p = 0; p <= parts; ++p) {
     slot0[p] = p * nnz / parts;
-    const int64_t id = slot0[p] < nnz ? int64_t(r[slot0[p]]) * grid_cols + c[slot0[p]]
-                                      : std::numeric_limits<int64_t>::max();
+    const int64_t id =
+        slot0[p] < nnz ? int64_t(r[slot0[p]]) * grid_cols + c[slot0[p]] : std::numeric_limits<int64_t>::max();
     grow0[p] = p == 0 ? 0 : p == parts ? ng : std::lower_bound(g, g + ng, id) - g;
     const int64_t dropped_before = std::lower_bound(d, d + nd, slot0[p]) - d;
     out0[p] = slot0[p] - dropped_before + grow0[p];
@@ -187,7 +183,7 @@ std::tuple<Tensor, Tensor, Tensor> merge_blocks(const Tensor& rows_in, const Ten
       collisions += found;
     }
   });
-  TORCH_CHECK(collisions == 0, "suptickets: a grow block is already active (", collisions.load(), " of them)");
+  TORCH_CHECK_VALUE(collisions == 0, "suptickets: a grow block is already active (", collisions.load(), " of them)");
   return {new_rows.narrow(0, 0, n_new), new_cols.narrow(0, 0, n_new), src.narrow(0, 0, n_new)};
 }
 
@@ -197,8 +193,9 @@ constexpr int64_t kStreamBytes = int64_t(8) << 20;
 // out[s] = t[src[s]] (rows of a [nnz, ...] tensor), zeros where src[s] == -1: values and
 // optimizer state follow a topology change (sparse/repack.py).
 Tensor gather_slots(const Tensor& t_in, const Tensor& src_in) {
-  check_int_vector(src_in, "src", at::kLong);
-  TORCH_CHECK(t_in.device().is_cpu() && t_in.dim() >= 1, "suptickets::gather_slots: t must be a CPU tensor [nnz, ...]");
+  check_index(src_in, "src", "gather_slots", at::kLong);
+  TORCH_CHECK_VALUE(t_in.device().is_cpu() && t_in.dim() >= 1,
+                    "suptickets::gather_slots: t must be a CPU tensor [nnz, ...]");
   const Tensor t = t_in.contiguous(), src = src_in.contiguous();
   const int64_t rows = t.size(0), n = src.numel();
   const int64_t row_bytes = rows ? t.nbytes() / rows : 0;
@@ -247,7 +244,7 @@ Tensor gather_slots(const Tensor& t_in, const Tensor& src_in) {
       if (stream) store_fence();
     });
   }
-  TORCH_CHECK(!bad, "suptickets: src entries must be -1 or an old slot in [0, ", rows, ")");
+  TORCH_CHECK_VALUE(!bad, "suptickets: src entries must be -1 or an old slot in [0, ", rows, ")");
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "checks.h"
 #include "select.h"
 
 namespace suptickets {
@@ -15,20 +16,15 @@ namespace {
 
 using at::Tensor;
 
-void check_scores(const Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), "suptickets::prune_grow: ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "suptickets::prune_grow: ", name,
-              " must be float32 or float64, got ", t.scalar_type());
-}
-
 std::tuple<Tensor, Tensor> prune_grow(const Tensor& drop_scores, const Tensor& grow_scores, const Tensor& rows,
                                       const Tensor& cols, int64_t k_drop, int64_t k_grow) {
-  check_scores(drop_scores, "drop_scores");
-  TORCH_CHECK(drop_scores.dim() == 1, "suptickets::prune_grow: drop_scores must be 1-D [nnz], got shape ",
-              drop_scores.sizes());
+  check_float_cpu(drop_scores, "drop_scores", "prune_grow");
+  TORCH_CHECK_VALUE(drop_scores.dim() == 1, "suptickets::prune_grow: drop_scores must be 1-D [nnz], got shape ",
+                    drop_scores.sizes());
   const int64_t nnz = drop_scores.numel();
-  TORCH_CHECK(k_drop >= 0 && k_drop <= nnz, "suptickets::prune_grow: k_drop must be in [0, ", nnz, "], got ", k_drop);
-  TORCH_CHECK(k_grow >= 0, "suptickets::prune_grow: k_grow must be >= 0, got ", k_grow);
+  TORCH_CHECK_VALUE(k_drop >= 0 && k_drop <= nnz, "suptickets::prune_grow: k_drop must be in [0, ", nnz, "], got ",
+                    k_drop);
+  TORCH_CHECK_VALUE(k_grow >= 0, "suptickets::prune_grow: k_grow must be >= 0, got ", k_grow);
   const Tensor ds = drop_scores.contiguous();
   Tensor drop = at::empty({k_drop}, at::kLong);
   AT_DISPATCH_FLOATING_TYPES(ds.scalar_type(), "prune_grow", [&] {
@@ -36,13 +32,11 @@ std::tuple<Tensor, Tensor> prune_grow(const Tensor& drop_scores, const Tensor& g
   });
   if (k_grow == 0) return {drop, at::empty({0}, at::kLong)};
 
-  check_scores(grow_scores, "grow_scores");
-  TORCH_CHECK(grow_scores.dim() == 2, "suptickets::prune_grow: grow_scores must be the 2-D block grid, got shape ",
-              grow_scores.sizes());
-  for (const Tensor* t : {&rows, &cols})
-    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kInt && t->dim() == 1 && t->numel() == nnz,
-                "suptickets::prune_grow: rows and cols must be 1-D int32 CPU tensors with one entry per drop score (",
-                nnz, "), got ", t->scalar_type(), " of shape ", t->sizes());
+  check_float_cpu(grow_scores, "grow_scores", "prune_grow");
+  TORCH_CHECK_VALUE(grow_scores.dim() == 2,
+                    "suptickets::prune_grow: grow_scores must be the 2-D block grid, got shape ", grow_scores.sizes());
+  check_index(rows, "rows", "prune_grow", at::kInt, nnz);
+  check_index(cols, "cols", "prune_grow", at::kInt, nnz);
   const int64_t gr = grow_scores.size(0), gc = grow_scores.size(1);
   // Active-block bytes of the grid, reused from call to call on this thread (no page faults).
   thread_local std::vector<uint8_t> active_bytes;
@@ -66,8 +60,8 @@ std::tuple<Tensor, Tensor> prune_grow(const Tensor& drop_scores, const Tensor& g
     }
     if (!ok) outside = true;
   });
-  TORCH_CHECK(!outside, "suptickets::prune_grow: a block of rows/cols lies outside the ", gr, " x ", gc,
-              " grid of grow_scores");
+  TORCH_CHECK_VALUE(!outside, "suptickets::prune_grow: a block of rows/cols lies outside the ", gr, " x ", gc,
+                    " grid of grow_scores");
   const int64_t* dropped = drop.data_ptr<int64_t>();
   at::parallel_for(0, k_drop, 1 << 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) act[int64_t(r[dropped[i]]) * gc + c[dropped[i]]] = 0;

@@ -57,11 +57,11 @@ inline int tile_keys(const T* s, const uint8_t* skip, int64_t len, OrderKey<T>* 
     U bits;
     std::memcpy(&bits, s + j, sizeof(U));
     non_finite |= U((bits & kExponent) == kExponent);
-    bits &= U(0) - U((bits & kMagnitude) != 0);                  // -0.0 -> +0.0
-    const U flip = U(S(bits) >> kTop) | (U(1) << kTop);          // negative: all bits; else the sign bit
+    bits &= U(0) - U((bits & kMagnitude) != 0);          // -0.0 -> +0.0
+    const U flip = U(S(bits) >> kTop) | (U(1) << kTop);  // negative: all bits; else the sign bit
     U u = bits ^ flip;
     if (kLargest) u = ~u;
-    if (skip) u |= U(0) - U(skip[j] != 0);                       // skipped: all ones
+    if (skip) u |= U(0) - U(skip[j] != 0);  // skipped: all ones
     keys[j] = u;
   }
   return non_finite != 0;
@@ -91,13 +91,14 @@ std::vector<int64_t> radix_select(const T* s, int64_t n, int64_t k, const uint8_
       bad[c] = !finite;
     }
   });
-  TORCH_CHECK(std::none_of(bad.begin(), bad.end(), [](uint8_t b) { return b; }), "suptickets: ", what,
-              " contain NaN or inf");
+  TORCH_CHECK_VALUE(std::none_of(bad.begin(), bad.end(), [](uint8_t b) { return b; }), "suptickets: ", what,
+                    " contain NaN or inf");
   std::vector<int64_t> total(kBins, 0);
   for (int64_t c = 0; c < chunks; ++c)
     for (int b = 0; b < kBins; ++b) total[b] += hist[c * kBins + b];
   const int64_t candidates = n - (skip ? total[kBins - 1] : 0);  // skipped keys are all ones
-  TORCH_CHECK(k >= 0 && k <= candidates, "suptickets: cannot select ", k, " of ", candidates, " candidate ", what);
+  TORCH_CHECK_VALUE(k >= 0 && k <= candidates, "suptickets: cannot select ", k, " of ", candidates, " candidate ",
+                    what);
   if (k == 0) return {};
 
   // The threshold key T: after all candidates below it, `need` of those equal to it are taken.
@@ -171,7 +172,7 @@ std::vector<int64_t> radix_select(const T* s, int64_t n, int64_t k, const uint8_
       }
     }
   }
-  TORCH_CHECK(int64_t(out.size()) == k, "suptickets: selection of ", what, " found ", out.size(), " of ", k);
+  TORCH_CHECK_VALUE(int64_t(out.size()) == k, "suptickets: selection of ", what, " found ", out.size(), " of ", k);
   return out;
 }
 
@@ -186,7 +187,7 @@ void small_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const c
   using U = OrderKey<T>;
   std::vector<U> keys(n);
   const bool non_finite = tile_keys<T, kLargest>(s, skip, n, keys.data());
-  TORCH_CHECK(!non_finite, "suptickets: ", what, " contain NaN or inf");
+  TORCH_CHECK_VALUE(!non_finite, "suptickets: ", what, " contain NaN or inf");
   std::vector<U> sorted(keys);
   std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end());
   const U threshold = sorted[k - 1];
@@ -289,8 +290,8 @@ bool sample_select(const T* s, int64_t n, int64_t k, const uint8_t* skip, const 
       bad[c] = non_finite != 0;
     }
   });
-  TORCH_CHECK(std::none_of(bad.begin(), bad.end(), [](uint8_t b) { return b; }), "suptickets: ", what,
-              " contain NaN or inf");
+  TORCH_CHECK_VALUE(std::none_of(bad.begin(), bad.end(), [](uint8_t b) { return b; }), "suptickets: ", what,
+                    " contain NaN or inf");
   int64_t below = 0, in_band = 0;
   for (int64_t c = 0; c < chunks; ++c) below += low[c].size(), in_band += band[c].size();
   if (!(below < k && k <= below + in_band)) return false;
@@ -350,15 +351,15 @@ template <typename T>
 void select_k(const T* s, int64_t n, int64_t k, bool largest, const uint8_t* skip, const char* what, int64_t* out,
               int64_t candidates = -1) {
   if (candidates < 0) candidates = detail::count_candidates(skip, n);
-  TORCH_CHECK(k >= 0 && k <= candidates, "suptickets: cannot select ", k, " of ", candidates, " candidate ", what);
+  TORCH_CHECK_VALUE(k >= 0 && k <= candidates, "suptickets: cannot select ", k, " of ", candidates, " candidate ",
+                    what);
   auto fallback = [&](auto tag) {
     constexpr bool kLargest = decltype(tag)::value;
     const std::vector<int64_t> idx = detail::radix_select<T, kLargest>(s, n, k, skip, what);
     std::copy(idx.begin(), idx.end(), out);
   };
   if (k == 0) {  // nothing to select, but the scores are still checked
-    for (int64_t i = 0; i < n; ++i)
-      TORCH_CHECK(std::isfinite(s[i]), "suptickets: ", what, " contain NaN or inf");
+    for (int64_t i = 0; i < n; ++i) TORCH_CHECK_VALUE(std::isfinite(s[i]), "suptickets: ", what, " contain NaN or inf");
     return;
   }
   if (n < 4096) {  // small: one partition of the keys

@@ -37,15 +37,15 @@ struct Rule {
 
 Rule parse_rule(c10::string_view mode, int64_t t, double beta, const char* op) {
   if (mode == "cia") {
-    TORCH_CHECK(t >= 2, "suptickets::", op, ": t (the number of the ticket being merged) must be >= 2, got ", t);
+    TORCH_CHECK_VALUE(t >= 2, "suptickets::", op, ": t (the number of the ticket being merged) must be >= 2, got ", t);
     return {Mode::CIA, double(t - 1) / double(t), 1.0 / double(t)};
   }
   if (mode == "caa") return {Mode::CAA, 0.0, 0.0};
   if (mode == "cima") {
-    TORCH_CHECK(beta >= 0.0 && beta < 1.0, "suptickets::", op, ": beta must be in [0, 1), got ", beta);
+    TORCH_CHECK_VALUE(beta >= 0.0 && beta < 1.0, "suptickets::", op, ": beta must be in [0, 1), got ", beta);
     return {Mode::CIMA, beta, 1.0 - beta};
   }
-  TORCH_CHECK(false, "suptickets::", op, ": mode must be 'cia', 'caa' or 'cima', got '", std::string(mode), "'");
+  TORCH_CHECK_VALUE(false, "suptickets::", op, ": mode must be 'cia', 'caa' or 'cima', got '", std::string(mode), "'");
 }
 
 // A block list: slot s is block (r[s], c[s]).
@@ -59,8 +59,10 @@ struct Slots {
     int64_t lo = 0, hi = n;
     while (lo < hi) {
       const int64_t mid = (lo + hi) / 2;
-      if (less(mid, row, col)) lo = mid + 1;
-      else hi = mid;
+      if (less(mid, row, col))
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     return lo;
   }
@@ -74,9 +76,11 @@ inline int cmp(const Slots& x, int64_t i, const Slots& y, int64_t j) {
 
 void check_slots(const Tensor& rows, const Tensor& cols, int64_t n, const char* what, const char* op) {
   for (const Tensor* t : {&rows, &cols})
-    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kInt && t->dim() == 1 && t->numel() == n,
-                "suptickets::", op, ": ", what, " rows and cols must be 1-D int32 CPU tensors with one entry per "
-                "block (", n, "), got ", t->scalar_type(), " of shape ", t->sizes());
+    TORCH_CHECK_VALUE(t->device().is_cpu() && t->scalar_type() == at::kInt && t->dim() == 1 && t->numel() == n,
+                      "suptickets::", op, ": ", what,
+                      " rows and cols must be 1-D int32 CPU tensors with one entry per "
+                      "block (",
+                      n, "), got ", t->scalar_type(), " of shape ", t->sizes());
 }
 
 // The union of the accumulator's and the ticket's blocks, merged. Outputs are sized by the
@@ -125,8 +129,9 @@ struct Merge {
         if (!ok) unsorted = true;
       }
     });
-    TORCH_CHECK(!unsorted, "suptickets::superpose: the blocks of the accumulator and of the ticket must be in "
-                           "row-major order without repeats");
+    TORCH_CHECK_VALUE(!unsorted,
+                      "suptickets::superpose: the blocks of the accumulator and of the ticket must be in "
+                      "row-major order without repeats");
     for (int64_t p = 0; p < parts; ++p) ub[p + 1] += ub[p];
   }
 
@@ -186,21 +191,21 @@ Operands check_operands(const Tensor& acc_values, const Tensor& acc_rows, const 
                         const char* op) {
   check_float_cpu(acc_values, "acc_values", op);
   check_float_cpu(values, "values", op);
-  TORCH_CHECK(acc_values.dim() == 3 && values.dim() == 3, "suptickets::", op,
-              ": acc_values and values must be [nnz, br, bc], got shapes ", acc_values.sizes(), " and ",
-              values.sizes());
-  TORCH_CHECK(acc_values.size(1) == values.size(1) && acc_values.size(2) == values.size(2), "suptickets::", op,
-              ": the accumulator's blocks ", acc_values.sizes().slice(1), " differ from the ticket's ",
-              values.sizes().slice(1));
-  TORCH_CHECK(acc_values.scalar_type() == values.scalar_type(), "suptickets::", op, ": acc_values (",
-              acc_values.scalar_type(), ") and values (", values.scalar_type(), ") must have the same dtype");
+  TORCH_CHECK_VALUE(acc_values.dim() == 3 && values.dim() == 3, "suptickets::", op,
+                    ": acc_values and values must be [nnz, br, bc], got shapes ", acc_values.sizes(), " and ",
+                    values.sizes());
+  TORCH_CHECK_VALUE(acc_values.size(1) == values.size(1) && acc_values.size(2) == values.size(2), "suptickets::", op,
+                    ": the accumulator's blocks ", acc_values.sizes().slice(1), " differ from the ticket's ",
+                    values.sizes().slice(1));
+  check_same_dtype(acc_values, "acc_values", values, "values", op);
   check_slots(acc_rows, acc_cols, acc_values.size(0), "accumulator", op);
   check_slots(rows, cols, values.size(0), "ticket", op);
-  TORCH_CHECK(acc_counts.device().is_cpu() && acc_counts.scalar_type() == at::kInt && acc_counts.dim() == 1 &&
-                  acc_counts.numel() == acc_values.size(0),
-              "suptickets::", op, ": acc_counts must be a 1-D int32 CPU tensor with one entry per accumulator block");
+  TORCH_CHECK_VALUE(acc_counts.device().is_cpu() && acc_counts.scalar_type() == at::kInt && acc_counts.dim() == 1 &&
+                        acc_counts.numel() == acc_values.size(0),
+                    "suptickets::", op,
+                    ": acc_counts must be a 1-D int32 CPU tensor with one entry per accumulator block");
   return {acc_values.contiguous(), acc_rows.contiguous(), acc_cols.contiguous(), acc_counts.contiguous(),
-          values.contiguous(), rows.contiguous(), cols.contiguous()};
+          values.contiguous(),     rows.contiguous(),     cols.contiguous()};
 }
 
 struct Union {
@@ -217,17 +222,18 @@ Union merge_union(const Operands& o, int64_t t, c10::string_view mode, double be
   Union u{at::empty({n, br, bc}, o.av.options()), at::empty({n}, at::kInt), at::empty({n}, at::kInt),
           at::empty({n}, at::kInt), at::empty({n}, o.av.options())};
   AT_DISPATCH_FLOATING_TYPES(o.av.scalar_type(), "superpose", [&] {
-    merge.write<scalar_t>(o.av.data_ptr<scalar_t>(), o.acount.data_ptr<int32_t>(), o.tv.data_ptr<scalar_t>(),
-                          br * bc, br, bc, rule, norm, u.values.data_ptr<scalar_t>(), u.rows.data_ptr<int32_t>(),
+    merge.write<scalar_t>(o.av.data_ptr<scalar_t>(), o.acount.data_ptr<int32_t>(), o.tv.data_ptr<scalar_t>(), br * bc,
+                          br, bc, rule, norm, u.values.data_ptr<scalar_t>(), u.rows.data_ptr<int32_t>(),
                           u.cols.data_ptr<int32_t>(), u.counts.data_ptr<int32_t>(), u.scores.data_ptr<scalar_t>());
   });
   return u;
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> superpose_union(
-    const Tensor& acc_values, const Tensor& acc_rows, const Tensor& acc_cols, const Tensor& acc_counts,
-    const Tensor& values, const Tensor& rows, const Tensor& cols, int64_t t, c10::string_view mode, double beta,
-    c10::string_view kind) {
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> superpose_union(const Tensor& acc_values, const Tensor& acc_rows,
+                                                                   const Tensor& acc_cols, const Tensor& acc_counts,
+                                                                   const Tensor& values, const Tensor& rows,
+                                                                   const Tensor& cols, int64_t t, c10::string_view mode,
+                                                                   double beta, c10::string_view kind) {
   const Operands o = check_operands(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, "superpose_union");
   Union u = merge_union(o, t, mode, beta, kind, "superpose_union");
   return {u.values, u.rows, u.cols, u.counts, u.scores};
@@ -240,8 +246,9 @@ std::tuple<Tensor, Tensor, Tensor> superpose_(Tensor& acc_values, const Tensor& 
                                               const Tensor& cols, int64_t t, c10::string_view mode, double beta,
                                               c10::string_view kind) {
   const Operands o = check_operands(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, "superpose_");
-  TORCH_CHECK(acc_values.is_contiguous(), "suptickets::superpose_: acc_values must be contiguous (it is written in "
-                                          "place)");
+  TORCH_CHECK_VALUE(acc_values.is_contiguous(),
+                    "suptickets::superpose_: acc_values must be contiguous (it is written in "
+                    "place)");
   const Union u = merge_union(o, t, mode, beta, kind, "superpose_");
   const int64_t keep = acc_values.size(0), n = u.values.size(0), area = acc_values.size(1) * acc_values.size(2);
   std::vector<int64_t> kept(keep);

@@ -81,9 +81,12 @@ Isa isa() {
 
 const char* simd_level() {
   switch (isa()) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
-    default: return "generic";
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    default:
+      return "generic";
   }
 }
 
@@ -96,16 +99,21 @@ static Isa isa_for_width(int64_t width) {
 }
 
 template <>
-int tile_rows<double>(int64_t) { return static_cast<int>(kGenericRows); }
+int tile_rows<double>(int64_t) {
+  return static_cast<int>(kGenericRows);
+}
 
 template <>
 int tile_rows<float>(int64_t width) {
   switch (isa_for_width(width)) {
 #if SUPTICKETS_X86
-    case Isa::kAvx512: return avx512::tile_rows(width);
-    case Isa::kAvx2: return avx2::tile_rows(width);
+    case Isa::kAvx512:
+      return avx512::tile_rows(width);
+    case Isa::kAvx2:
+      return avx2::tile_rows(width);
 #endif
-    default: return static_cast<int>(kGenericRows);
+    default:
+      return static_cast<int>(kGenericRows);
   }
 }
 
@@ -118,10 +126,13 @@ template <>
 void run_tile<float>(const TileArgs<float>& t, int64_t mr, int64_t width) {
   switch (isa_for_width(width)) {
 #if SUPTICKETS_X86
-    case Isa::kAvx512: return avx512::run_tile(t, mr, width);
-    case Isa::kAvx2: return avx2::run_tile(t, mr, width);
+    case Isa::kAvx512:
+      return avx512::run_tile(t, mr, width);
+    case Isa::kAvx2:
+      return avx2::run_tile(t, mr, width);
 #endif
-    default: return generic_run(t, mr, width);
+    default:
+      return generic_run(t, mr, width);
   }
 }
 

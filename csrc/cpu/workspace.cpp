@@ -93,8 +93,7 @@ OutputCache& output_cache() {
 
 }  // namespace
 
-at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& opts,
-                        at::MemoryFormat memory_format) {
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& opts, at::MemoryFormat memory_format) {
   const size_t bytes = c10::multiply_integers(sizes) * opts.dtype().itemsize();
   if (bytes < kCachedMin) return at::empty(sizes, opts.memory_format(memory_format));
   size_t capacity = 0;

@@ -1,6 +1,6 @@
 // Loops of the block-sparse convolution kernels: which tiles, in which order, on
 // which thread. The arithmetic is in the tile kernels (tile.h).
-#include "bsr_conv_kernels.h"
+#include "bsr_product_kernels.h"
 
 #include <algorithm>
 #include <cstring>
@@ -56,16 +56,14 @@ Tap tap_of(const ConvGeometry& g, int64_t col) {
 // Offset of a block's tap into the input, from the element that output pixel
 // (0, 0, 0) reads at tap (0, 0) of a grid padded by at least (PH, PW).
 int64_t input_offset(const ConvGeometry& g, const Tap& tp, const Grid& xs) {
-  return tp.cblk * xs.stripe +
-         ((tp.ki * g.DH + xs.top - g.PH) * xs.cols + tp.kj * g.DW + xs.left - g.PW) * xs.pixel;
+  return tp.cblk * xs.stripe + ((tp.ki * g.DH + xs.top - g.PH) * xs.cols + tp.kj * g.DW + xs.left - g.PW) * xs.pixel;
 }
 
 }  // namespace
 
 template <class T>
-void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb,
-                  int64_t sc, int64_t sh, int64_t sw, int64_t bs, int64_t PH, int64_t PW,
-                  T* out, T* channel_sums) {
+void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb, int64_t sc, int64_t sh,
+                  int64_t sw, int64_t bs, int64_t PH, int64_t PW, T* out, T* channel_sums) {
   const int64_t ncb = C / bs, Hp = H + 2 * PH, Wp = W + 2 * PW;
   const int64_t runs = (Wp + kPackRun - 1) / kPackRun;
   // Channel block innermost: consecutive units read the same input rows.
@@ -111,8 +109,8 @@ void pack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64
 }
 
 template <class T>
-void unpack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t bs,
-                    int64_t PH, int64_t PW, T* out) {
+void unpack_stripes(const T* in, int64_t B, int64_t C, int64_t H, int64_t W, int64_t bs, int64_t PH, int64_t PW,
+                    T* out) {
   const int64_t ncb = C / bs, Hp = H + 2 * PH, Wp = W + 2 * PW;
 #pragma omp parallel for schedule(static)
   for (int64_t u = 0; u < B * H; ++u) {
@@ -190,9 +188,8 @@ void gather_tiles(const GatherPlan<T>& p) {
 // reaches. Taps of one kernel hit overlapping pixels, so a unit owns a whole image
 // of one channel block.
 template <class T>
-void scatter_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values,
-                        const int32_t* rows, const int32_t* col_ptr, const int32_t* col_perm, T* dst,
-                        const Grid& ds) {
+void scatter_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values, const int32_t* rows,
+                        const int32_t* col_ptr, const int32_t* col_perm, T* dst, const Grid& ds) {
   const int64_t ncb = g.in_blocks(), ncols = g.KH * g.KW * ncb, nnz = col_ptr[ncols];
   std::vector<TileItem> items(nnz);
   for (int64_t q = 0; q < nnz; ++q) {
@@ -245,24 +242,23 @@ template <class T>
 void conv_forward(const ConvGeometry& g, const T* xp, const Grid& xs, const T* vt, const int32_t* row_ptr,
                   const int32_t* cols, const T* bias, T* y) {
   const int64_t nrb = g.out_blocks(), nnz = row_ptr[nrb];
-  GatherPlan<T> p{g.B, g.Ho, g.Wo, nrb, g.br, y, g.Cout, bias, xp, xs.rows, xs.cols, xs.pixel, g.SH, g.SW,
-                  vt, g.br, {}, {}};
+  GatherPlan<T> p{g.B,     g.Ho,    g.Wo,     nrb,  g.br, y,  g.Cout, bias, xp,
+                  xs.rows, xs.cols, xs.pixel, g.SH, g.SW, vt, g.br,   {},   {}};
   p.ptr.assign(row_ptr, row_ptr + nrb + 1);
   p.items.resize(nnz);
-  for (int64_t s = 0; s < nnz; ++s)
-    p.items[s] = {input_offset(g, tap_of(g, cols[s]), xs), s * g.bc * g.br, g.bc};
+  for (int64_t s = 0; s < nnz; ++s) p.items[s] = {input_offset(g, tap_of(g, cols[s]), xs), s * g.bc * g.br, g.bc};
   gather_tiles(p);
 }
 
 template <class T>
-void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values,
-                     const int32_t* rows, const int32_t* col_ptr, const int32_t* col_perm, T* dst,
-                     const Grid& ds) {
+void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values, const int32_t* rows,
+                     const int32_t* col_ptr, const int32_t* col_perm, T* dst, const Grid& ds) {
   if (!grad_input_gathers(g)) return scatter_grad_input(g, gp, gs, values, rows, col_ptr, col_perm, dst, ds);
   // dX[b, h, w] = sum over taps (ki, kj) and the blocks of column (tap, cblk) of
   // dY[b, h + PH - ki*DH, w + PW - kj*DW] * block: a gather over the padded dY.
   const int64_t ncb = g.in_blocks();
-  GatherPlan<T> p{g.B, g.H, g.W, ncb, g.bc, dst, ds.pixel, nullptr, gp, gs.rows, gs.cols, gs.pixel, 1, 1, values, g.bc, {0}, {}};
+  GatherPlan<T> p{g.B,     g.H,     g.W,      ncb, g.bc, dst,    ds.pixel, nullptr, gp,
+                  gs.rows, gs.cols, gs.pixel, 1,   1,    values, g.bc,     {0},     {}};
   for (int64_t cblk = 0; cblk < ncb; ++cblk) {
     for (int64_t tap = 0; tap < g.KH * g.KW; ++tap) {
       const int64_t col = tap * ncb + cblk, ki = tap / g.KW, kj = tap % g.KW;
@@ -279,8 +275,7 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T
 
 template <class T>
 void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const T* xp, const Grid& xs,
-                      const int32_t* rows,
-                      const int32_t* cols, int64_t nnz, T* dvalues) {
+                      const int32_t* rows, const int32_t* cols, int64_t nnz, T* dvalues) {
   // Runs of consecutive output pixels of one output row, cut at kReductionChunk,
   // grouped into chunks of about kReductionChunk pixels.
   std::vector<TileItem> runs;
@@ -290,8 +285,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
     const int64_t b = bo / g.Ho, oh = bo % g.Ho;
     for (int64_t ow = 0; ow < g.Wo; ow += kReductionChunk) {
       const int64_t len = std::min(kReductionChunk, g.Wo - ow);
-      runs.push_back({gs.offset(b, oh, ow), ((b * xs.rows + oh * g.SH) * xs.cols + ow * g.SW) * xs.pixel,
-                      len});
+      runs.push_back({gs.offset(b, oh, ow), ((b * xs.rows + oh * g.SH) * xs.cols + ow * g.SW) * xs.pixel, len});
       in_chunk += len;
       if (in_chunk >= kReductionChunk) {
         chunk_start.push_back(static_cast<int64_t>(runs.size()));
@@ -299,8 +293,7 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
       }
     }
   }
-  if (chunk_start.back() != static_cast<int64_t>(runs.size()))
-    chunk_start.push_back(static_cast<int64_t>(runs.size()));
+  if (chunk_start.back() != static_cast<int64_t>(runs.size())) chunk_start.push_back(static_cast<int64_t>(runs.size()));
   const int64_t nchunks = static_cast<int64_t>(chunk_start.size()) - 1;
   const int64_t block = g.br * g.bc;
   if (nchunks == 0) {
@@ -323,11 +316,11 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
     row_runs.push_back({s0, s1});
   }
   const int64_t nruns = static_cast<int64_t>(row_runs.size());
-  const int64_t parts = std::max<int64_t>(1, std::min(nchunks, (kMinReductionUnits + nruns - 1) / std::max<int64_t>(nruns, 1)));
+  const int64_t parts =
+      std::max<int64_t>(1, std::min(nchunks, (kMinReductionUnits + nruns - 1) / std::max<int64_t>(nruns, 1)));
   std::vector<Unit> units;
   for (int64_t p = 0; p < parts; ++p)
-    for (const auto& [s0, s1] : row_runs)
-      units.push_back({s0, s1, p * nchunks / parts, (p + 1) * nchunks / parts, p});
+    for (const auto& [s0, s1] : row_runs) units.push_back({s0, s1, p * nchunks / parts, (p + 1) * nchunks / parts, p});
   std::vector<T> partial(parts > 1 ? parts * nnz * block : 0);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < static_cast<int64_t>(units.size()); ++u) {
@@ -373,18 +366,16 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
   }
 }
 
-#define SUPTICKETS_INSTANTIATE(T)                                                              \
-  template void pack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
-                                int64_t, int64_t, int64_t, int64_t, int64_t, T*, T*);          \
-  template void unpack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
-                                  int64_t, int64_t, T*);                                       \
-  template void conv_forward<T>(const ConvGeometry&, const T*, const Grid&, const T*,          \
-                                const int32_t*, const int32_t*, const T*, T*);                 \
-  template void conv_grad_input<T>(const ConvGeometry&, const T*, const Grid&, const T*,        \
-                                   const int32_t*, const int32_t*, const int32_t*, T*,         \
-                                   const Grid&);                                               \
-  template void conv_grad_values<T>(const ConvGeometry&, const T*, const Grid&, const T*,      \
-                                    const Grid&, const int32_t*, const int32_t*, int64_t, T*);
+#define SUPTICKETS_INSTANTIATE(T)                                                                                      \
+  template void pack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,      \
+                                int64_t, int64_t, int64_t, T*, T*);                                                    \
+  template void unpack_stripes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, T*);        \
+  template void conv_forward<T>(const ConvGeometry&, const T*, const Grid&, const T*, const int32_t*, const int32_t*,  \
+                                const T*, T*);                                                                         \
+  template void conv_grad_input<T>(const ConvGeometry&, const T*, const Grid&, const T*, const int32_t*,               \
+                                   const int32_t*, const int32_t*, T*, const Grid&);                                   \
+  template void conv_grad_values<T>(const ConvGeometry&, const T*, const Grid&, const T*, const Grid&, const int32_t*, \
+                                    const int32_t*, int64_t, T*);
 SUPTICKETS_INSTANTIATE(float)
 SUPTICKETS_INSTANTIATE(double)
 #undef SUPTICKETS_INSTANTIATE
