@@ -40,8 +40,9 @@ def cpu_extension():
 
 
 setup(
-    packages=find_packages("python"),
-    package_dir={"": "python"},
+    # python/suptickets (the library) and the top-level suptickets_kernels (Triton kernels)
+    packages=find_packages("python") + ["suptickets_kernels"],
+    package_dir={"": "python", "suptickets_kernels": "suptickets_kernels"},
     ext_modules=[cpu_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -3,7 +3,7 @@
 - ``block_scores``: the L1 or L2 norm of each active block ``values[s]`` (one program per block);
 - the fused gradient score: the norm of every block of the dense weight gradient
   ``dW = dY^T X`` (linear) or ``dY^T im2col(X)`` (conv, NHWC), one program per grid block,
-  formed in registers by the SDDMM block of ``bsr_matmul``/``bsr_conv`` and reduced at once:
+  formed in registers by the SDDMM block of ``bsr_linear``/``bsr_conv2d`` and reduced at once:
   no ``[R, C]`` tensor exists. Scores are fp32.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import bsr_conv, bsr_matmul
+from . import bsr_conv2d, bsr_linear
 from .config import input_precision, sddmm_configs
 
 KINDS = {"l1": 1, "l2": 2}
@@ -41,7 +41,7 @@ def _linear_grad_scores(dy_ptr, x_ptr, out_ptr, M, stride_dy, stride_x, GRID_C, 
                         KIND: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
     r = tl.cast(tl.program_id(0), tl.int64)
     c = tl.cast(tl.program_id(1), tl.int64)
-    acc = bsr_matmul.sddmm_block(dy_ptr, x_ptr, r, c, 0, M, stride_dy, stride_x, BR, BC, PRECISION, BLOCK_K)
+    acc = bsr_linear.sddmm_block(dy_ptr, x_ptr, r, c, 0, M, stride_dy, stride_x, BR, BC, PRECISION, BLOCK_K)
     tl.store(out_ptr + r * GRID_C + c, block_norm(acc, KIND))
 
 
@@ -52,7 +52,7 @@ def _conv_grad_scores(dy_ptr, x_ptr, out_ptr, P, H, W, CIN, HO, WO, COUT, KW, SH
                       BLOCK_K: tl.constexpr):
     r = tl.cast(tl.program_id(0), tl.int64)
     c = tl.program_id(1)
-    acc = bsr_conv.sddmm_block(dy_ptr, x_ptr, r, c, 0, P, H, W, CIN, HO, WO, COUT, KW, SH, SW, PH, PW, DH, DW,
+    acc = bsr_conv2d.sddmm_block(dy_ptr, x_ptr, r, c, 0, P, H, W, CIN, HO, WO, COUT, KW, SH, SW, PH, PW, DH, DW,
                                BR, BC, PRECISION, BLOCK_K)
     tl.store(out_ptr + r * GRID_C + c, block_norm(acc, KIND))
 

@@ -19,8 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .bsr_matmul import row_tile, split_parts, store_part, tile_grid
 from .config import input_precision, interpreting, matmul_configs, sddmm_configs
+from .tiles import row_tile, split_parts, store_part, tile_grid
 
 
 @triton.jit
@@ -140,19 +140,15 @@ def _geometry(kernel_size, stride, padding, dilation):
     return kh, kw, sh, sw, ph, pw, dh, dw
 
 
-def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def forward(x_nhwc, values, cols, row_ptr, bias, out_channels: int, kernel_size, stride, padding, dilation,
-            precision: str = "tf32", out=None):
-    """``y[B, Ho, Wo, Cout]`` (NHWC, contiguous) of ``x_nhwc[B, H, W, Cin]``, written into
-    ``out`` (a contiguous NHWC tensor or view of that shape) when given."""
+def forward(x_nhwc, values, cols, row_ptr, bias, kernel_size, stride, padding, dilation, out,
+            precision: str = "tf32"):
+    """Writes ``y[B, Ho, Wo, Cout]`` of ``x_nhwc[B, H, W, Cin]`` into ``out`` (an NHWC tensor or
+    view of that shape, unit channel stride, its size given by the caller) and returns it."""
     B, H, W, CIN = x_nhwc.shape
+    _, HO, WO, out_channels = out.shape
     kh, kw, sh, sw, ph, pw, dh, dw = _geometry(kernel_size, stride, padding, dilation)
-    HO, WO = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
     _, BR, BC = values.shape
-    y = x_nhwc.new_empty((B, HO, WO, out_channels)) if out is None else out
+    y = out
     n = out_channels // BR
     torch.library.wrap_triton(_forward)[tile_grid(B * HO * WO, n)](
         x_nhwc, values, cols, row_ptr, bias if bias is not None else values, y, B * HO * WO, H, W, CIN, HO, WO,
@@ -172,7 +168,8 @@ def grad_input(dy_nhwc, values, rows, col_ptr, col_perm, input_shape, kernel_siz
     dx = dy_nhwc.new_empty((B, H, W, CIN))
     n = CIN // BC
     torch.library.wrap_triton(_grad_input)[tile_grid(B * H * W, n)](
-        dy_nhwc, values, rows, col_ptr, col_perm, dx, B * H * W, H, W, CIN, HO, WO, COUT, kh, kw, sh, sw, ph, pw, dh, dw, n,
+        dy_nhwc, values, rows, col_ptr, col_perm, dx, B * H * W, H, W, CIN, HO, WO, COUT,
+        kh, kw, sh, sw, ph, pw, dh, dw, n,
         BR=BR, BC=BC, PRECISION=input_precision(dy_nhwc.dtype, precision))
     return dx
 

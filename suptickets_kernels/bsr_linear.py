@@ -22,16 +22,7 @@ import triton
 import triton.language as tl
 
 from .config import input_precision, interpreting, matmul_configs, sddmm_configs
-
-
-@triton.jit
-def row_tile(GRID_N, M, BLOCK_M: tl.constexpr):
-    """The program's (block index ``n`` in ``[0, GRID_N)``, int64 row indices, row mask).
-    Consecutive programs take the ``GRID_N`` block-rows (block-columns) of one row tile, so the
-    tile's activations are reused from L2."""
-    pid = tl.program_id(0)
-    rows = tl.cast((pid // GRID_N) * BLOCK_M + tl.arange(0, BLOCK_M), tl.int64)
-    return pid % GRID_N, rows, rows < M
+from .tiles import row_tile, split_parts, store_part, tile_grid
 
 
 @triton.autotune(configs=matmul_configs(), key=["M", "BR", "BC"])
@@ -108,15 +99,6 @@ def _grad_values(dy_ptr, x_ptr, rows_ptr, cols_ptr, dv_ptr, M, rows_per_part, st
     store_part(dv_ptr, part, s, nnz, acc, BR, BC)
 
 
-@triton.jit
-def store_part(dv_ptr, part, s, nnz, acc, BR: tl.constexpr, BC: tl.constexpr):
-    """Writes block ``s``'s partial ``dvalues`` of row part ``part`` (``dv[part, s]``)."""
-    offs_r = tl.arange(0, BR)
-    offs_c = tl.arange(0, BC)
-    out = dv_ptr + (tl.cast(part, tl.int64) * nnz + tl.cast(s, tl.int64)) * (BR * BC)
-    tl.store(out + offs_r[:, None] * BC + offs_c[None, :], acc.to(dv_ptr.dtype.element_ty))
-
-
 # ---- launchers (plain tensors in, plain tensors out) ------------------------------------------
 
 
@@ -143,17 +125,6 @@ def grad_input(dy2d, values, rows, col_ptr, col_perm, in_features: int, precisio
         dy2d, values, rows, col_ptr, col_perm, dx, M, dy2d.stride(0), dx.stride(0), n,
         BR=BR, BC=BC, PRECISION=input_precision(dy2d.dtype, precision))
     return dx
-
-
-def tile_grid(rows: int, n: int):
-    """Launch grid of the ``row_tile`` kernels: one program per (row tile, one of ``n`` blocks)."""
-    return lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]) * n,)
-
-
-def split_parts(M: int, nnz: int, sms: int = 132) -> int:
-    """Parts of the row range per block for the SDDMM: about four programs per multiprocessor
-    (132 on an H100/H200) when the blocks are few, each part at least 1024 rows, at most 16."""
-    return max(1, min(16, 4 * sms // max(nnz, 1), M // 1024))
 
 
 def grad_values(dy2d, x2d, values, rows, cols, precision: str = "tf32", parts: int | None = None):

@@ -19,7 +19,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import bsr_conv, bsr_matmul, scores, superpose
+from . import block_scores, bsr_conv2d, bsr_linear, superpose
 from .config import interpreting
 
 DTYPES = {"bf16": "*bf16", "fp16": "*fp16", "fp32": "*fp32"}
@@ -52,18 +52,18 @@ def cases(block: int = 64):
     for name, ptr in DTYPES.items():
         precision = "tf32" if name == "fp32" else "ieee"
         common = {"BR": block, "BC": block, "PRECISION": precision}
-        yield (f"bsr_matmul.forward[{name}]", bsr_matmul._forward,
+        yield (f"bsr_linear.forward[{name}]", bsr_linear._forward,
                {"x_ptr": ptr, "v_ptr": ptr, "cols_ptr": "*i32", "row_ptr_ptr": "*i32", "bias_ptr": ptr,
                 "y_ptr": ptr, "M": "i32", "stride_x": "i32", "stride_y": "i32", "GRID_N": "i32",
                 "HAS_BIAS": "constexpr", "BR": "constexpr", "BC": "constexpr", "PRECISION": "constexpr",
                 "BLOCK_M": "constexpr"},
                {**common, "HAS_BIAS": True, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
-        yield (f"bsr_matmul.grad_input[{name}]", bsr_matmul._grad_input,
+        yield (f"bsr_linear.grad_input[{name}]", bsr_linear._grad_input,
                {"dy_ptr": ptr, "v_ptr": ptr, "rows_ptr": "*i32", "col_ptr_ptr": "*i32", "col_perm_ptr": "*i32",
                 "dx_ptr": ptr, "M": "i32", "stride_dy": "i32", "stride_dx": "i32", "GRID_N": "i32", "BR": "constexpr",
                 "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
                {**common, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
-        yield (f"bsr_matmul.grad_values[{name}]", bsr_matmul._grad_values,
+        yield (f"bsr_linear.grad_values[{name}]", bsr_linear._grad_values,
                {"dy_ptr": ptr, "x_ptr": ptr, "rows_ptr": "*i32", "cols_ptr": "*i32", "dv_ptr": "*fp32",
                 "M": "i32", "rows_per_part": "i32", "stride_dy": "i32", "stride_x": "i32", "nnz": "i32",
                 "BR": "constexpr", "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_K": "constexpr"},
@@ -71,30 +71,30 @@ def cases(block: int = 64):
         geometry = ["H", "W", "CIN", "HO", "WO", "COUT"]
         taps = ["KW", "SH", "SW", "PH", "PW", "DH", "DW"]
         ints = lambda names: {n: "i32" for n in names}  # noqa: E731
-        yield (f"bsr_conv.forward[{name}]", bsr_conv._forward,
+        yield (f"bsr_conv2d.forward[{name}]", bsr_conv2d._forward,
                {"x_ptr": ptr, "v_ptr": ptr, "cols_ptr": "*i32", "row_ptr_ptr": "*i32", "bias_ptr": ptr,
                 "y_ptr": ptr, **ints(["P", *geometry, *taps, "GRID_N"]), "HAS_BIAS": "constexpr", "BR": "constexpr",
                 "BC": "constexpr", "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
                {**common, "HAS_BIAS": True, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
-        yield (f"bsr_conv.grad_input[{name}]", bsr_conv._grad_input,
+        yield (f"bsr_conv2d.grad_input[{name}]", bsr_conv2d._grad_input,
                {"dy_ptr": ptr, "v_ptr": ptr, "rows_ptr": "*i32", "col_ptr_ptr": "*i32", "col_perm_ptr": "*i32",
                 "dx_ptr": ptr, **ints(["P", *geometry, "KH", *taps, "GRID_N"]), "BR": "constexpr", "BC": "constexpr",
                 "PRECISION": "constexpr", "BLOCK_M": "constexpr"},
                {**common, "BLOCK_M": 128}, {"num_warps": 8, "num_stages": 3})
-        yield (f"bsr_conv.grad_values[{name}]", bsr_conv._grad_values,
+        yield (f"bsr_conv2d.grad_values[{name}]", bsr_conv2d._grad_values,
                {"dy_ptr": ptr, "x_ptr": ptr, "rows_ptr": "*i32", "cols_ptr": "*i32", "dv_ptr": "*fp32",
                 **ints(["P", "pixels_per_part", "nnz", *geometry, *taps]), "BR": "constexpr", "BC": "constexpr",
                 "PRECISION": "constexpr", "BLOCK_K": "constexpr"},
                {**common, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
-        yield (f"scores.block_scores[{name}]", scores._block_scores,
+        yield (f"block_scores.block_scores[{name}]", block_scores._block_scores,
                {"v_ptr": ptr, "out_ptr": "*fp32", "BR": "constexpr", "BC": "constexpr", "KIND": "constexpr"},
                {"BR": block, "BC": block, "KIND": 2}, {"num_warps": 4})
-        yield (f"scores.linear_grad_scores[{name}]", scores._linear_grad_scores,
+        yield (f"block_scores.linear_grad_scores[{name}]", block_scores._linear_grad_scores,
                {"dy_ptr": ptr, "x_ptr": ptr, "out_ptr": "*fp32", **ints(["M", "stride_dy", "stride_x", "GRID_C"]),
                 "BR": "constexpr", "BC": "constexpr", "KIND": "constexpr", "PRECISION": "constexpr",
                 "BLOCK_K": "constexpr"},
                {**common, "KIND": 1, "BLOCK_K": 64}, {"num_warps": 4, "num_stages": 3})
-        yield (f"scores.conv2d_grad_scores[{name}]", scores._conv_grad_scores,
+        yield (f"block_scores.conv2d_grad_scores[{name}]", block_scores._conv_grad_scores,
                {"dy_ptr": ptr, "x_ptr": ptr, "out_ptr": "*fp32", **ints(["P", *geometry, *taps, "GRID_C"]),
                 "BR": "constexpr", "BC": "constexpr", "KIND": "constexpr", "PRECISION": "constexpr",
                 "BLOCK_K": "constexpr"},

@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .scores import KINDS
+from .block_scores import KINDS
 
 RULES = {"cia": 0, "caa": 1, "cima": 0}  # CIMA is CIA's formula with its own weights
 
