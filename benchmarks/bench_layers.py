@@ -25,6 +25,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suptickets as st  # noqa: E402
+
 from _measure import interleaved_median_ms, markdown_table, peak_mb  # noqa: E402
 
 DENSITIES = (0.2, 0.1, 0.05)

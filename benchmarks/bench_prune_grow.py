@@ -38,8 +38,9 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suptickets as st  # noqa: E402
-from _measure import interleaved_median_ms, markdown_table  # noqa: E402
 from suptickets.methods import Topology  # noqa: E402
+
+from _measure import interleaved_median_ms, markdown_table  # noqa: E402
 
 DENSITIES = (0.1, 0.2)
 BLOCKS = (1, 16, 32)
@@ -251,7 +252,8 @@ def main(argv=None):
             rows.append((f"{density}", f"{block}x{block}", f"{t_full:.1f}", f"{t_mask:.1f}", f"{t_ours:.1f}",
                          f"{t_full / t_ours:.2f}x", f"{t_mask / t_ours:.2f}x", f"{mask.state_mb():.0f}",
                          f"{ours.state_mb():.0f}"))
-            print(f"  density {density}, block {block}: {t_full:.1f} / {t_mask:.1f} -> {t_ours:.1f} ms", file=sys.stderr,
+            print(f"  density {density}, block {block}: {t_full:.1f} / {t_mask:.1f} -> {t_ours:.1f} ms",
+                  file=sys.stderr,
                   flush=True)
             del ours, mask, full
     print("\nOne topology update (scores + selection + new layout + re-pack of values and momentum)")

@@ -33,9 +33,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import suptickets as st  # noqa: E402
-from _measure import interleaved_median_ms, markdown_table, peak_mb  # noqa: E402
 from bench_prune_grow import resnet50_layers, shape2d  # noqa: E402
+
+import suptickets as st  # noqa: E402
+
+from _measure import interleaved_median_ms, markdown_table, peak_mb  # noqa: E402
 
 DENSITIES = (0.1, 0.2)
 BLOCKS = (1, 32)

@@ -72,7 +72,8 @@ def run(config: dict) -> dict:
     steps_per_epoch = (len(y_train) + batch - 1) // batch
     total = epochs * steps_per_epoch
     torch.manual_seed(seed)
-    model = st.sparsify({"cnn": cnn, "mlp": mlp}[config["model"]](), density=1 - sparsity, distribution="erk", block_size=(1, 1))
+    model = st.sparsify({"cnn": cnn, "mlp": mlp}[config["model"]](), density=1 - sparsity, distribution="erk",
+                        block_size=(1, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     boost = None
     if boosted:

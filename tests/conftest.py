@@ -11,6 +11,15 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import suptickets.ops  # noqa: E402
+
+# The kernel tests take their cases from the dispatch table: without the C++ build they would
+# quietly lose every CPU-kernel case, so a missing build is a failure, not a fallback.
+if not suptickets.ops.extension_available and os.environ.get("SUPTICKETS_ALLOW_NO_EXTENSION") != "1":
+    raise pytest.UsageError(
+        f"the suptickets C++ operators are not built ({suptickets.ops._extension.load_error}); install with "
+        "`pip install --no-build-isolation .` (or set SUPTICKETS_ALLOW_NO_EXTENSION=1 to test the reference only)")
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -49,3 +49,23 @@ def dense_from_element_mask(values: torch.Tensor, layout: st.BlockLayout) -> tor
         W[r * br:(r + 1) * br, c * bc:(c + 1) * bc] = values[s].detach()
     assert torch.equal(W != 0, layout.element_mask() & (W != 0))
     return W
+
+
+def kernel_cases(op: str, blocks, dtypes, *, exclude=("triton",)):
+    """pytest params ``(backend, block, dtype)``: every kernel backend that the dispatch table
+    (``suptickets.ops.backend``) says takes ``op`` on CPU tensors of ``dtype`` with ``block``
+    blocks (Triton's interpreter cases live in the tests/test_triton_*.py files). A case no
+    kernel takes has no param: the reference is never compared with itself."""
+    import pytest
+
+    from suptickets.ops import backend
+
+    params = []
+    for block in blocks:
+        for dtype in dtypes:
+            probe = torch.empty(0, dtype=dtype)
+            for name in backend.implementations(op, probe, block_size=block):
+                if name not in exclude:
+                    tag = str(dtype).removeprefix("torch.")
+                    params.append(pytest.param(name, block, dtype, id=f"{name}-block={block[0]}x{block[1]}-{tag}"))
+    return params

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import suptickets as st
 from suptickets.ops import reference
+
 from helpers import tolerances
 
 DTYPES = [torch.float32, torch.float64]

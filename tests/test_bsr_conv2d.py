@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 import suptickets as st
 from suptickets.ops import reference
-from helpers import TOPOLOGIES, dense_from_element_mask, make_layout, tolerances
+
+from helpers import TOPOLOGIES, dense_from_element_mask, kernel_cases, make_layout, tolerances
 
 BLOCKS = [(1, 1), (4, 4), (16, 16), (32, 32), (16, 32)]
 # (batch, in, out, H, W, kernel, stride, padding, dilation)
@@ -64,16 +65,26 @@ def check(results, dtype):
         torch.testing.assert_close(db, rdb, **tol)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=_ids)
+DTYPES = [torch.float32, torch.float64]
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("backend, block, dtype", kernel_cases("bsr_conv2d", BLOCKS, DTYPES))
+def test_bsr_conv2d_matches_reference(backend, block, topology, dtype, force_backend):
+    force_backend(backend)
+    layout, values, x, bias, geom = make_case("3x3-pad1", block, topology, dtype)
+    check(run_both(x, values, layout, bias, geom), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("block", BLOCKS, ids=_ids)
-def test_bsr_conv2d_matches_reference(block, topology, dtype):
+def test_reference_bsr_conv2d_matches_a_dense_weight(block, topology, dtype):
+    """The reference itself against a dense conv weight built independently."""
     layout, values, x, bias, geom = make_case("3x3-pad1", block, topology, dtype)
-    results = run_both(x, values, layout, bias, geom)
-    check(results, dtype)
-    # the reference itself against a dense conv weight built independently
     W4 = dense_from_element_mask(values, layout).view(32, 3, 3, 32).permute(0, 3, 1, 2)
-    torch.testing.assert_close(results[1][0], F.conv2d(x, W4, bias, 1, 1), **tolerances(dtype))
+    torch.testing.assert_close(reference.bsr_conv2d(x, values, layout, bias, **geom), F.conv2d(x, W4, bias, 1, 1),
+                               **tolerances(dtype))
 
 
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))

@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 import suptickets as st
 from suptickets.ops import reference
-from helpers import TOPOLOGIES, dense_from_element_mask, make_layout, tolerances
+
+from helpers import TOPOLOGIES, dense_from_element_mask, kernel_cases, make_layout, tolerances
 
 BLOCKS = [(1, 1), (4, 4), (16, 16), (32, 32), (16, 32)]
 DTYPES = [torch.float32, torch.float64]
@@ -30,26 +31,36 @@ def run_both(x, values, layout, bias, grad):
     return results
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
-@pytest.mark.parametrize("topology", TOPOLOGIES)
-@pytest.mark.parametrize("block", BLOCKS, ids=_ids)
-def test_bsr_linear_matches_reference(block, topology, dtype):
+def _case(block, topology, dtype):
     br, bc = block
     R, C = (4 * max(br, 4), 3 * max(bc, 4)) if block != (1, 1) else (12, 10)
     layout = make_layout((R, C), block, topology)
-    values = torch.randn(layout.nnz, br, bc, dtype=dtype)
-    x = torch.randn(37, C, dtype=dtype)
-    bias = torch.randn(R, dtype=dtype)
-    grad = torch.randn(37, R, dtype=dtype)
+    return (layout, torch.randn(layout.nnz, br, bc, dtype=dtype), torch.randn(37, C, dtype=dtype),
+            torch.randn(R, dtype=dtype), torch.randn(37, R, dtype=dtype))
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("backend, block, dtype", kernel_cases("bsr_linear", BLOCKS, DTYPES))
+def test_bsr_linear_matches_reference(backend, block, topology, dtype, force_backend):
+    force_backend(backend)
+    layout, values, x, bias, grad = _case(block, topology, dtype)
     (y, dx, dv, db), (ry, rdx, rdv, rdb) = run_both(x, values, layout, bias, grad)
     tol = tolerances(dtype)
     torch.testing.assert_close(y, ry, **tol)
     torch.testing.assert_close(dx, rdx, **tol)
     torch.testing.assert_close(dv, rdv, **tol)
     torch.testing.assert_close(db, rdb, **tol)
-    # the reference itself against a dense weight built independently
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("block", BLOCKS, ids=_ids)
+def test_reference_bsr_linear_matches_a_dense_weight(block, topology, dtype):
+    """The reference itself against a dense weight built independently (element mask and scatter)."""
+    layout, values, x, bias, _ = _case(block, topology, dtype)
     W = dense_from_element_mask(values, layout)
-    torch.testing.assert_close(ry, F.linear(x, W, bias), **tol)
+    torch.testing.assert_close(reference.bsr_linear(x, values, layout, bias), F.linear(x, W, bias),
+                               **tolerances(dtype))
 
 
 @pytest.mark.parametrize("case", ["batch-1", "leading-dims", "transposed-input", "sliced-input", "no-bias",

@@ -1,8 +1,11 @@
 """torch.compile over the custom ops: one small model, forward and backward, no graph break."""
+import pytest
 import torch
 from torch import nn
 
 import suptickets as st
+
+pytestmark = pytest.mark.slow
 
 
 def test_compiled_model_matches_eager_forward_and_backward():

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = r"""
 import sys, torch
 sys.path.insert(0, {tests!r})

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -68,6 +69,7 @@ def _model_with(state):
     return model
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -85,6 +87,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
             torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torchrun_cli_matches_one_process(tmp_path):
     args = ["train", "--model", "mlp", "--epochs", "4", "--cycle-epochs", "1", "--cycle-rate", "0.5",
             "--update-every", "10", "--batch-size", "32", "--quiet", "--threads", "1"]

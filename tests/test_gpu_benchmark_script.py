@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from triton_helpers import needs_triton
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 @needs_triton
 def test_smoke_run_prints_every_table(tmp_path):
     env = dict(os.environ, TRITON_INTERPRET="1", TRITON_DEFAULT_FP_FUSION="1")

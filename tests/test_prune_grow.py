@@ -5,6 +5,7 @@ import torch
 
 import suptickets as st
 from suptickets.ops import reference
+
 from helpers import TOPOLOGIES, make_layout
 
 

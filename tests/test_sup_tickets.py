@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from test_methods import batch, layers
+from test_training import run as run_steps
 
 import suptickets as st
 from suptickets.methods import cyclic_lr
-from test_methods import batch, layers
-from test_training import run as run_steps
 
 BLOCK = (8, 8)
 

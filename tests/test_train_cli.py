@@ -59,6 +59,7 @@ def test_end_to_end_run_folder(tmp_path, capsys):
     assert "ultimate ticket" in report and "![learning rate](lr.png)" in report
 
 
+@pytest.mark.slow
 def test_python_m_suptickets_runs_the_cli(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "suptickets", "train", "--model", "mlp", "--epochs", "2",
@@ -163,6 +164,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, words, capsys, tmp_path):
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+@pytest.mark.slow
 def test_bad_input_exit_code_from_the_console(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "suptickets", "train", "--model", "alexnet"], capture_output=True,
                           text=True, timeout=60)

@@ -135,13 +135,15 @@ def test_imagenet_batches_split_over_processes(tmp_path, monkeypatch):
     assert sum(len(y) for _, y in ds.test_batches(4)) == 6
 
 
+@pytest.mark.slow
 def test_cli_trains_on_an_image_folder(tmp_path, monkeypatch):
     _fake_torchvision(monkeypatch)
     _image_tree(tmp_path / "imagenet")
     out = tmp_path / "run"
     code = cli.main(["train", "--dataset", "imagenet", "--data-dir", str(tmp_path / "imagenet"), "--model", "cnn",
                      "--epochs", "2", "--batch-size", "6", "--workers", "0", "--lr-milestones", "1",
-                     "--block-size", "16", "--no-sup-tickets", "--update-every", "1", "--quiet", "--threads", "1", "--out", str(out)])
+                     "--block-size", "16", "--no-sup-tickets", "--update-every", "1", "--quiet", "--threads", "1",
+                     "--out", str(out)])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 * 3 and 0 <= summary["test_accuracy"] <= 1

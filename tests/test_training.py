@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from test_methods import batch, layers, small_model
 from torch.profiler import ProfilerActivity, profile
 
 import suptickets as st
-from test_methods import batch, layers, small_model
 
 METHODS = {
     "static": lambda: st.Static(),
@@ -162,6 +162,7 @@ def test_inputs_and_gradients_are_kept_only_for_update_steps():
     assert kept == [False, False, True, False, False, True]
 
 
+@pytest.mark.slow
 def test_rigl_with_a_compiled_model():
     torch.manual_seed(0)
     model = nn.Sequential(st.SparseLinear(64, 128, density=0.3, block_size=(16, 16)), nn.ReLU(),

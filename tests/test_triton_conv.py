@@ -4,8 +4,16 @@ import torch
 
 import suptickets as st
 from suptickets.ops import reference
-from triton_helpers import DEVICE, DTYPES, compare, masks, needs_triton, skip_bf16_in_interpreter
-from triton_helpers import triton_backend  # noqa: F401  (fixture)
+
+from triton_helpers import (
+    DEVICE,
+    DTYPES,
+    compare,
+    masks,
+    needs_triton,
+    skip_bf16_in_interpreter,
+    triton_backend,  # noqa: F401  (fixture)
+)
 
 pytestmark = [needs_triton, pytest.mark.usefixtures("triton_backend")]
 
@@ -50,6 +58,7 @@ def test_channels_last_input_and_output():
     compare(*conv(layout, (3, 1, 1, 1)), [x, values, torch.randn(32, device=DEVICE)], torch.float32)
 
 
+@pytest.mark.slow
 def test_compiled_model_matches_eager():
     """``torch.compile(fullgraph=True)`` through the Triton ops (inductor), forward and gradients."""
     lay = st.BlockLayout.random((32, 32), (16, 16), 3).to(DEVICE)

@@ -4,8 +4,14 @@ import torch
 
 import suptickets as st
 from suptickets.ops import reference
-from triton_helpers import DEVICE, TOL, needs_triton, skip_bf16_in_interpreter
-from triton_helpers import triton_backend  # noqa: F401  (fixture)
+
+from triton_helpers import (
+    DEVICE,
+    TOL,
+    needs_triton,
+    skip_bf16_in_interpreter,
+    triton_backend,  # noqa: F401  (fixture)
+)
 
 pytestmark = [needs_triton, pytest.mark.usefixtures("triton_backend")]
 

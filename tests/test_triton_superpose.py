@@ -1,12 +1,17 @@
 """The Triton superposition merge against the reference."""
 import pytest
 import torch
+from test_superpose import operands
 
 from suptickets import ops
 from suptickets.ops import reference
-from test_superpose import operands
-from triton_helpers import DEVICE, TOL, needs_triton
-from triton_helpers import triton_backend  # noqa: F401  (fixture)
+
+from triton_helpers import (
+    DEVICE,
+    TOL,
+    needs_triton,
+    triton_backend,  # noqa: F401  (fixture)
+)
 
 pytestmark = [needs_triton, pytest.mark.usefixtures("triton_backend")]
 CASES = [((6, 7), (4, 4), 12, 12), ((6, 7), (4, 4), 42, 42), ((6, 7), (4, 4), 1, 1), ((40, 50), (1, 1), 300, 300),

@@ -2,12 +2,16 @@
 Sup-tickets (gradient growth, explorations, superposition, the ultimate ticket) through
 ``SUPTICKETS_BACKEND=triton`` gives the same topology history and, within float32 rounding, the
 same weights as the run on the C++ kernels."""
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import suptickets as st
+
 from triton_helpers import needs_triton
+
+pytestmark = pytest.mark.slow
 
 
 def run(monkeypatch, backend):

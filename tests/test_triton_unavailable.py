@@ -5,6 +5,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_a_triton_that_fails_to_load_leaves_the_cpu_path(tmp_path):
     # a 'triton' that raises at import, as Triton < 3.4 does on a machine without a GPU driver

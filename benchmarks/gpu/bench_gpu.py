@@ -31,6 +31,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+
 import suptickets as st
 from suptickets.ops import _triton, reference
 from suptickets.train.models import build_model
@@ -206,7 +207,7 @@ def bench_layers(densities, blocks, dtypes, smoke: bool, repeats: int):
                 continue
             for density in densities:
                 layout = st.BlockLayout.random((R, C), (b, b), max(1, round(density * (R // b) * (C // b)))).to(dev)
-                v = reference.block_values(W, layout).contiguous()
+                v = layout.block_values(W).contiguous()
                 linear = lambda x, v: st.ops.bsr_linear(x, v, layout)  # noqa: E731
                 fwd = gpu_ms(lambda: linear(x, v), repeats)
                 both = gpu_ms(lambda: fwd_bwd(linear, x, v), repeats)

@@ -6,8 +6,7 @@
 """
 from . import ops
 from .methods import SET, SNIP, GraNet, RigL, SparseTraining, Static, Superposer, SupTickets, TicketEnsemble
-from .sparse import (BlockLayout, SparseConv2d, SparseLinear, densify, layer_densities, sparsify,
-                     sparsity_table)
+from .sparse import BlockLayout, SparseConv2d, SparseLinear, densify, layer_densities, sparsify, sparsity_table
 from .train import flops
 
 __version__ = "0.1.0"

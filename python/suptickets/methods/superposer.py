@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..ops.merge_rule import MODES, merge_weights
 from ..sparse import BlockSparseWeight
 from .schedule import check_choice
 from .topology import select_global
 
-MODES = ("cia", "caa", "cima")
 REPRUNE = ("layer", "global")
 BN = ("average", "recompute")
 _SPARSE_KEYS = ("values", "layout_rows", "layout_cols")
@@ -218,7 +218,7 @@ class Superposer:
             self._sparse[p] = merged[p].take(_complement(drop, score.numel()))
 
     def _merge_dense(self, state, number) -> None:
-        a, b = ((number - 1) / number, 1 / number) if self.mode != "cima" else (self.beta, 1 - self.beta)
+        a, b = merge_weights(self.mode, number, self.beta)
         with torch.no_grad():
             for key, acc in self._dense.items():
                 acc.mul_(a).add_(state[key].detach().to(acc.device), alpha=b)

@@ -1,17 +1,19 @@
-"""The only dispatch point of suptickets: every op picks its backend here (DESIGN.md, "Ops").
+"""The ops of suptickets, one file each; every op picks its backend in ``backend.py``
+(docs/DESIGN.md, "Ops").
 
 Public ops take ``(tensors..., layout)`` where ``layout`` is a ``suptickets.BlockLayout``;
 ``reference`` holds the plain-PyTorch version of each.
 """
 from . import reference
 from ._extension import available as extension_available
-from ._extension import release_workspace, workspace_bytes, simd_level
+from ._extension import release_workspace, simd_level, workspace_bytes
 from .block_scores import block_scores, conv2d_grad_scores, linear_grad_scores
-from .bsr_conv import bsr_conv2d
-from .bsr_matmul import bsr_linear
+from .bsr_conv2d import bsr_conv2d
+from .bsr_linear import bsr_linear
 from .layout_index import gather_slots, layout_index, merge_blocks
 from .prune_grow import prune_grow
 from .superpose import superpose_, superpose_union
 
 __all__ = ["bsr_linear", "bsr_conv2d", "block_scores", "linear_grad_scores", "conv2d_grad_scores", "prune_grow",
-           "layout_index", "merge_blocks", "gather_slots", "superpose_union", "superpose_", "reference", "extension_available", "simd_level", "workspace_bytes", "release_workspace"]
+           "layout_index", "merge_blocks", "gather_slots", "superpose_union", "superpose_", "reference",
+           "extension_available", "simd_level", "workspace_bytes", "release_workspace"]

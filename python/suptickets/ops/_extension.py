@@ -2,7 +2,7 @@
 import warnings
 
 try:
-    from suptickets import _C  # noqa: F401  (registers the operators on import)
+    from suptickets import _C  # type: ignore[attr-defined]  # noqa: F401  (registers the operators on import)
 
     available = True
     load_error = None

@@ -4,8 +4,12 @@ and calls that need the kernels say so)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
+
+kernels: Any
+load_error: Exception | None
 
 try:
     if not hasattr(torch.library, "triton_op"):
@@ -43,25 +47,3 @@ def fp32_precision() -> str:
     if value not in ("tf32", "ieee"):
         raise ValueError(f"SUPTICKETS_FP32_PRECISION must be 'tf32' or 'ieee'; got {value!r}")
     return value
-
-
-def register_product_autograd(op: str, backward_op, bias_grad) -> None:
-    """Autograd of a Triton product ``op(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias,
-    out_size, *geometry, precision)``: ``backward_op(grad, x, values, rows, cols, col_ptr,
-    col_perm, *geometry, need_input, need_values, precision) -> (dx, dvalues)`` and the bias
-    gradient ``bias_grad(grad)`` (the sum of ``grad`` over all but the channel dimension)."""
-
-    def setup_context(ctx, inputs, output):
-        x, values, rows, cols, _, col_ptr, col_perm = inputs[:7]
-        ctx.geometry, ctx.precision, ctx.n_inputs = inputs[9:-1], inputs[-1], len(inputs)
-        ctx.save_for_backward(x, values, rows, cols, col_ptr, col_perm)
-
-    def backward(ctx, grad):
-        x, values, *index = ctx.saved_tensors
-        need_x, need_v, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
-        dx, dv = backward_op(grad, x, values, *index, *ctx.geometry, need_x, need_v, ctx.precision)
-        db = bias_grad(grad).to(values.dtype) if need_b else None
-        grads = [dx if need_x else None, dv if need_v else None, None, None, None, None, None, db]
-        return tuple(grads + [None] * (ctx.n_inputs - len(grads)))
-
-    torch.library.register_autograd(op, backward, setup_context=setup_context)

@@ -1,35 +1,162 @@
-"""Which implementation runs an op, decided per call from the tensors (DESIGN.md, "Ops").
+"""Which implementation runs an op: one table and one rule (docs/DESIGN.md, "Ops").
 
-CPU float32/float64 tensors with blocks larger than (1, 1) run the C++ kernels; CUDA tensors
-run the Triton kernels where an op has one (``bsr_linear`` so far) and its operands fit
-(float16/bfloat16/float32, block sides powers of two >= 16); anything else runs the
-reference. ``SUPTICKETS_BACKEND`` overrides: ``reference`` forces the reference, ``cpu``
-makes a call the C++ kernels cannot take an error instead of a silent fallback, ``triton``
-does the same for the Triton kernels and sends CPU tensors to them too (which runs them in
-Triton's interpreter when ``TRITON_INTERPRET=1``), ``auto`` (or unset) is the default.
+``TABLE`` maps every op to the backends that implement it, in the order ``auto`` tries them,
+and what each backend takes (dtypes, block shapes). An op asks :func:`choose` once per call;
+:func:`eligible` says why a backend cannot take a call (``None`` when it can).
+
+``SUPTICKETS_BACKEND`` (read at every call):
+
+- ``auto`` (default, or unset): the first backend of the op that can take the call; CPU
+  tensors run the C++ kernels, CUDA tensors the Triton kernels, anything else the reference.
+- ``cpu`` / ``triton``: that backend for every op that has it, and a ``RuntimeError`` naming
+  the reason when it cannot take the call (no silent fallback); ops without it run as under
+  ``auto``. ``triton`` also sends CPU tensors to the Triton kernels, which then run in Triton's
+  interpreter (``TRITON_INTERPRET=1``, set before import).
+- ``reference``: the plain-PyTorch reference (``ops/reference.py``) for every op.
+
+Ops marked ``exact`` (integer bookkeeping of layouts, with one exact answer) ignore the
+variable: they run the C++ version on CPU tensors and the reference elsewhere.
+
+Adding a backend, or a special path of one, is an entry here plus its kernel file; the kernel
+tests take their cases from :func:`implementations`.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
-from . import _extension
+from . import _extension, _triton
 
 CHOICES = ("auto", "cpu", "triton", "reference")
-_KERNEL_DTYPES = (torch.float32, torch.float64)
-_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+FLOATS_CPU = (torch.float32, torch.float64)
+FLOATS_TRITON = (torch.float16, torch.bfloat16, torch.float32)
+
+
+@dataclass(frozen=True)
+class Takes:
+    """What one backend of one op accepts: ``dtypes`` of its floating-point operands (``None``:
+    any), and block shapes: sides of at least ``min_block``, powers of two if ``pow2``, and
+    ``(1, 1)`` only if ``unit``."""
+
+    dtypes: tuple[torch.dtype, ...] | None = FLOATS_CPU
+    min_block: int = 1
+    pow2: bool = False
+    unit: bool = True
+
+    def block_reason(self, block_size) -> str | None:
+        if block_size is None:
+            return None
+        block = tuple(int(b) for b in block_size)
+        if not self.unit and block == (1, 1):
+            return "block size (1, 1) is not taken"
+        if any(b < self.min_block or (self.pow2 and b & (b - 1)) for b in block):
+            return f"block size {block} (needs powers of two >= {self.min_block})"
+        return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The backends of one op, in the order ``auto`` tries them (the reference is always last)."""
+
+    backends: dict[str, Takes]
+    exact: bool = False
+
+
+_PRODUCT_TRITON = Takes(FLOATS_TRITON, min_block=16, pow2=True)
+_ANY_BLOCK_TRITON = Takes(FLOATS_TRITON, min_block=1, pow2=True)
+
+TABLE: dict[str, Entry] = {
+    # products: the C++ tiles take any block but (1, 1); Triton's tl.dot needs powers of two >= 16
+    "bsr_linear": Entry({"cpu": Takes(unit=False), "triton": _PRODUCT_TRITON}),
+    "bsr_conv2d": Entry({"cpu": Takes(unit=False), "triton": _PRODUCT_TRITON}),
+    # topology maintenance
+    "block_scores": Entry({"cpu": Takes(), "triton": _ANY_BLOCK_TRITON}),
+    "linear_grad_scores": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
+    "conv2d_grad_scores": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
+    "prune_grow": Entry({"cpu": Takes()}),
+    "superpose": Entry({"cpu": Takes(), "triton": _ANY_BLOCK_TRITON}),
+    # layout index arithmetic (integers; any dtype for the gathered rows)
+    "layout_index": Entry({"cpu": Takes(dtypes=None)}, exact=True),
+    "merge_blocks": Entry({"cpu": Takes(dtypes=None)}, exact=True),
+    "gather_slots": Entry({"cpu": Takes(dtypes=None)}, exact=True),
+}
 
 
 def requested() -> str:
+    """The value of ``SUPTICKETS_BACKEND`` (``auto`` when unset)."""
     value = os.environ.get("SUPTICKETS_BACKEND", "auto").strip().lower() or "auto"
     if value not in CHOICES:
         raise ValueError(f"SUPTICKETS_BACKEND must be one of {', '.join(CHOICES)}; got {value!r}")
     return value
 
 
+def _entry(op: str) -> Entry:
+    try:
+        return TABLE[op]
+    except KeyError:
+        raise ValueError(f"unknown op {op!r}; the table has {', '.join(TABLE)}") from None
+
+
+def eligible(op: str, backend: str, *tensors: torch.Tensor, block_size=None, forced: bool = False) -> str | None:
+    """Why ``backend`` cannot run ``op`` on ``tensors`` with blocks ``block_size``, or ``None``.
+    ``forced``: the backend was asked for by name (only then do CPU tensors go to Triton)."""
+    if backend == "reference":
+        return None
+    takes = _entry(op).backends.get(backend)
+    if takes is None:
+        return f"{op} has no {backend} kernel"
+    devices = {t.device.type for t in tensors}
+    if backend == "cpu":
+        if devices - {"cpu"}:
+            return f"tensors are on {', '.join(sorted(devices - {'cpu'}))}"
+        if not _extension.available:
+            return f"the C++ extension is not built ({_extension.load_error})"
+    elif backend == "triton":
+        if not _triton.available:
+            return f"Triton kernels are unavailable ({_triton.load_error})"
+        if "cpu" in devices and not (forced and _triton.interpreting()):
+            return "CPU tensors run the Triton kernels only under TRITON_INTERPRET=1 and SUPTICKETS_BACKEND=triton"
+        if devices - {"cpu", "cuda"}:
+            return f"tensors are on {', '.join(sorted(devices - {'cpu', 'cuda'}))}"
+    if takes.dtypes is not None:
+        bad = next((t.dtype for t in tensors if t.dtype not in takes.dtypes), None)
+        if bad is not None:
+            names = ", ".join(str(d).removeprefix("torch.") for d in takes.dtypes)
+            return f"dtype {bad} (the {backend} kernels of {op} take {names})"
+    return takes.block_reason(block_size)
+
+
+def choose(op: str, *tensors: torch.Tensor, block_size=None) -> str:
+    """The backend that runs this call of ``op``: ``"cpu"``, ``"triton"`` or ``"reference"``."""
+    entry = _entry(op)
+    want = "auto" if entry.exact else requested()
+    if want == "reference":
+        return "reference"
+    if want in entry.backends:
+        reason = eligible(op, want, *tensors, block_size=block_size, forced=True)
+        if reason is not None:
+            raise RuntimeError(f"SUPTICKETS_BACKEND={want}, but the {want} kernels cannot run this {op} call: "
+                               f"{reason}")
+        return want
+    for backend in entry.backends:
+        if eligible(op, backend, *tensors, block_size=block_size) is None:
+            return backend
+    if "cpu" in entry.backends and not _extension.available and {t.device.type for t in tensors} <= {"cpu"}:
+        _extension.warn_unavailable_once()
+    return "reference"
+
+
+def implementations(op: str, *tensors: torch.Tensor, block_size=None) -> list[str]:
+    """The kernel backends (not the reference) that can run this call when asked for by name:
+    what the kernel tests compare against the reference."""
+    return [b for b in _entry(op).backends
+            if eligible(op, b, *tensors, block_size=block_size, forced=True) is None]
+
+
 def check_operands(op: str, x: torch.Tensor, values: torch.Tensor, bias) -> None:
-    """Clear errors for mixed dtypes or devices, before any kernel sees them."""
+    """Clear errors for mixed dtypes or devices of a product, before any backend sees them."""
     if values.dim() != 3:
         raise ValueError(f"{op}: values must be [nnz, br, bc], got shape {tuple(values.shape)}")
     if x.dtype != values.dtype:
@@ -40,60 +167,3 @@ def check_operands(op: str, x: torch.Tensor, values: torch.Tensor, bias) -> None
         raise TypeError(
             f"{op}: bias ({bias.dtype}, {bias.device}) must match values ({values.dtype}, {values.device})"
         )
-
-
-def choose(x: torch.Tensor, values: torch.Tensor, block_size, triton: bool = False, min_block: int = 16,
-           cpu_unit_blocks: bool = False) -> str:
-    """'cpu', 'triton' or 'reference' for an op on these operands. ``triton``: the op has Triton
-    kernels, which take block sides that are powers of two >= ``min_block`` (16 where they use
-    ``tl.dot``); ``cpu_unit_blocks``: its C++ kernel takes (1, 1) blocks too."""
-    want = requested()
-    if want == "triton" or (want == "auto" and x.device.type == "cuda"):
-        reason = triton_reason(x, values, block_size, min_block) if triton else "this op has no Triton kernel yet"
-        if reason is None:
-            return "triton"
-        if want == "triton":
-            raise RuntimeError(f"SUPTICKETS_BACKEND=triton, but the Triton kernels cannot run this call: {reason}")
-        return "reference"
-    return choose_for(x, unit_blocks=cpu_unit_blocks or tuple(block_size) != (1, 1))
-
-
-def triton_reason(x: torch.Tensor, values: torch.Tensor, block_size, min_block: int = 16) -> str | None:
-    """Why the Triton kernels cannot take these operands, or None."""
-    from . import _triton
-
-    if not _triton.available:
-        return f"Triton kernels are unavailable ({_triton.load_error})"
-    if x.device.type == "cpu" and not _triton.interpreting():
-        return "CPU tensors run Triton only under TRITON_INTERPRET=1"
-    if x.dtype not in _TRITON_DTYPES:
-        return f"dtype {x.dtype} (the Triton kernels take float16, bfloat16 and float32)"
-    if any(b < min_block or b & (b - 1) for b in block_size):
-        return f"block size {tuple(block_size)} (the Triton kernels need powers of two >= {min_block})"
-    return None
-
-
-def choose_for(*tensors: torch.Tensor, unit_blocks: bool = True) -> str:
-    """'cpu' or 'reference' for an op on ``tensors`` (float CPU tensors run the C++ kernels);
-    ``unit_blocks=False`` sends (1, 1) blocks to the reference."""
-    want = requested()
-    if want == "reference":
-        return "reference"
-    reason = None
-    bad_device = next((t.device for t in tensors if t.device.type != "cpu"), None)
-    bad_dtype = next((t.dtype for t in tensors if t.dtype not in _KERNEL_DTYPES), None)
-    if bad_device is not None:
-        reason = f"tensors are on {bad_device}"
-    elif bad_dtype is not None:
-        reason = f"dtype {bad_dtype} (the CPU kernels take float32 and float64)"
-    elif not unit_blocks:
-        reason = "block size (1, 1) runs through the reference"
-    elif not _extension.available:
-        reason = "the C++ extension is not built"
-        if want == "auto":
-            _extension.warn_unavailable_once()
-    if reason is None:
-        return "cpu"
-    if want == "cpu":
-        raise RuntimeError(f"SUPTICKETS_BACKEND=cpu, but the C++ kernels cannot run this call: {reason}")
-    return "reference"

@@ -51,7 +51,8 @@ def prune_grow(drop_scores: torch.Tensor, grow_scores: torch.Tensor | None, layo
         raise ValueError(f"prune_grow: k_drop must be in [0, {nnz}], got {k_drop}")
     free = layout.num_blocks - nnz + int(k_drop)
     if not 0 <= int(k_grow) <= free:
-        raise ValueError(f"prune_grow: k_grow must be in [0, {free}] (inactive blocks once k_drop are out), got {k_grow}")
+        raise ValueError(f"prune_grow: k_grow must be in [0, {free}] (inactive blocks once k_drop are out), "
+                         f"got {k_grow}")
     if k_grow:
         if grow_scores is None or tuple(grow_scores.shape) != layout.grid:
             got = None if grow_scores is None else tuple(grow_scores.shape)
@@ -59,16 +60,15 @@ def prune_grow(drop_scores: torch.Tensor, grow_scores: torch.Tensor | None, layo
     else:
         grow_scores = drop_scores.new_empty((0, 0))
     drop_scores, grow_scores = drop_scores.detach(), grow_scores.detach()
-    rows, cols = layout.rows, layout.cols
-    if backend.choose_for(drop_scores, grow_scores) == "reference":
-        return reference.prune_grow(drop_scores, grow_scores, rows, cols, int(k_drop), int(k_grow))
-    try:
-        return torch.ops.suptickets.prune_grow.default(drop_scores, grow_scores, rows.cpu(), cols.cpu(), int(k_drop),
-                                                       int(k_grow))
-    except RuntimeError as exc:
-        if "NaN or inf" in str(exc):
-            raise ValueError(str(exc).split("\n")[0]) from None
-        raise
+    choice = backend.choose("prune_grow", drop_scores, grow_scores)
+    return _RUN[choice](drop_scores, grow_scores, layout.rows, layout.cols, int(k_drop), int(k_grow))
+
+
+def _cpu(drop_scores, grow_scores, rows, cols, k_drop, k_grow):
+    return torch.ops.suptickets.prune_grow.default(drop_scores, grow_scores, rows.cpu(), cols.cpu(), k_drop, k_grow)
+
+
+_RUN = {"cpu": _cpu, "reference": reference.prune_grow}
 
 
 if _extension.available:

@@ -4,22 +4,22 @@ Each function takes the same arguments as its public op in ``suptickets.ops`` an
 differentiable by ordinary autograd (float64 ``gradcheck`` runs on it). It builds the
 dense weight, so it is exactly as slow as dense training; correctness is its only job.
 
-``layout`` is any object with ``shape`` (R, C), ``block_size`` (br, bc) and int32
-``rows``/``cols`` tensors of the active blocks (``suptickets.BlockLayout``).
+``layout`` is a ``suptickets.BlockLayout`` (``shape`` (R, C), ``block_size`` (br, bc), int32
+``rows``/``cols`` of the active blocks); the dense weight is its ``dense_weight``.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.nn.grad
+
+from .merge_rule import merge_weights
 
 
 def dense_weight(values: torch.Tensor, layout) -> torch.Tensor:
-    """The ``[R, C]`` matrix whose block ``(rows[s], cols[s])`` is ``values[s]``, zeros elsewhere."""
-    R, C = layout.shape
-    br, bc = layout.block_size
-    grid = values.new_zeros(R // br, C // bc, br, bc)
-    grid = grid.index_put((layout.rows.long(), layout.cols.long()), values)
-    return grid.permute(0, 2, 1, 3).reshape(R, C)
+    """The ``[R, C]`` matrix whose block ``(rows[s], cols[s])`` is ``values[s]``, zeros elsewhere
+    (``BlockLayout.dense_weight``)."""
+    return layout.dense_weight(values)
 
 
 def conv_weight(values: torch.Tensor, layout, kernel_size) -> torch.Tensor:
@@ -28,14 +28,6 @@ def conv_weight(values: torch.Tensor, layout, kernel_size) -> torch.Tensor:
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     R, C = layout.shape
     return dense_weight(values, layout).view(R, kh, kw, C // (kh * kw)).permute(0, 3, 1, 2)
-
-
-def block_values(weight2d: torch.Tensor, layout) -> torch.Tensor:
-    """Inverse of :func:`dense_weight`: the ``[nnz, br, bc]`` blocks of a dense ``[R, C]`` matrix."""
-    R, C = layout.shape
-    br, bc = layout.block_size
-    grid = weight2d.reshape(R // br, br, C // bc, bc).permute(0, 2, 1, 3)
-    return grid[layout.rows.long(), layout.cols.long()]
 
 
 def bsr_linear(x, values, layout, bias=None):
@@ -149,6 +141,8 @@ def merge_blocks(rows, cols, drop, grow, grid_cols: int):
 
 def gather_slots(t, src):
     """``out[s] = t[src[s]]`` for a ``[nnz, ...]`` tensor, zeros where ``src[s] == -1``."""
+    if src.numel() and (src.min() < -1 or src.max() >= t.shape[0]):
+        raise ValueError(f"src entries must be -1 or an old slot in [0, {t.shape[0]})")
     if t.shape[0] == 0:
         return t.new_zeros((src.numel(), *t.shape[1:]))
     out = t.index_select(0, src.clamp(min=0))
@@ -181,10 +175,9 @@ def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, co
     counts[ia] = acc_counts
     in_ticket = torch.zeros(n, dtype=torch.bool, device=acc.device)
     in_ticket[it] = True
-    if mode == "cia":
-        out = acc * ((t - 1) / t) + tic * (1 / t)
-    elif mode == "cima":
-        out = acc * beta + tic * (1 - beta)
+    if mode in ("cia", "cima"):
+        a, b = merge_weights(mode, t, beta)
+        out = acc * a + tic * b
     else:
         n_ = counts.to(acc.dtype).view(-1, 1, 1)
         out = torch.where(in_ticket.view(-1, 1, 1), (n_ * acc + tic) * (1 / (n_ + 1)), acc)

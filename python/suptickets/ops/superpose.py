@@ -17,8 +17,7 @@ from __future__ import annotations
 import torch
 
 from . import _extension, _triton, backend, reference
-
-MODES = ("cia", "caa", "cima")
+from .merge_rule import MODES, merge_weights
 
 
 def _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind):
@@ -43,21 +42,12 @@ def _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mo
             raise ValueError(f"{name} must be a 1-D int32 tensor of {n} entries, got {idx.dtype} {tuple(idx.shape)}")
 
 
-def _call(op, *args):
-    try:
-        return op(*args)
-    except RuntimeError as exc:
-        if "row-major" in str(exc):
-            raise ValueError(str(exc).split("\n")[0].removeprefix("suptickets::superpose: ")) from None
-        raise
-
-
 def _kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols):
     return (acc_values, acc_rows.cpu(), acc_cols.cpu(), acc_counts.cpu(), values.detach(), rows.cpu(), cols.cpu())
 
 
 def _choose(acc_values, values) -> str:
-    return backend.choose(acc_values, values, values.shape[1:], triton=True, min_block=1, cpu_unit_blocks=True)
+    return backend.choose("superpose", acc_values, values, block_size=values.shape[1:])
 
 
 def _triton_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind):
@@ -73,11 +63,37 @@ def _triton_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols
         src = torch.full((union.numel(),), -1, dtype=torch.long, device=union.device)
         src[torch.searchsorted(union, part)] = torch.arange(part.numel(), device=union.device)
         sources.append(src)
-    a, b = ((t - 1) / t, 1 / t) if mode == "cia" else (beta, 1 - beta)
+    a, b = merge_weights(mode, t, beta) if mode != "caa" else (0.0, 0.0)  # CAA weighs by the counts
     out, counts, scores = _triton.kernels.superpose.merge(acc_values.contiguous(), acc_counts.contiguous(),
                                                           sources[0], values.contiguous(), sources[1], mode, a, b,
                                                           kind)
     return out, (union // 2**31).to(torch.int32), (union % 2**31).to(torch.int32), counts, scores
+
+
+def _cpu_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind):
+    return torch.ops.suptickets.superpose_union.default(
+        *_kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols), t, mode, beta, kind)
+
+
+def _triton_scored_union(*args):
+    *merged, scores = _triton_union(*args)
+    return (*merged, scores.to(args[0].dtype))
+
+
+def _cpu_superpose(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind):
+    return torch.ops.suptickets.superpose_.default(
+        *_kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols), t, mode, beta, kind)
+
+
+def _triton_superpose(acc_values, *args):
+    out, urows, ucols, ucounts, scores = _triton_union(acc_values, *args)
+    kept = torch.sort(scores, descending=True, stable=True).indices[:acc_values.shape[0]].sort().values
+    acc_values.copy_(out[kept])
+    return urows[kept], ucols[kept], ucounts[kept]
+
+
+_RUN_UNION = {"cpu": _cpu_union, "triton": _triton_scored_union, "reference": reference.superpose_union}
+_RUN_SUPERPOSE = {"cpu": _cpu_superpose, "triton": _triton_superpose, "reference": reference.superpose_}
 
 
 def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t: int, mode: str = "cia",
@@ -85,17 +101,8 @@ def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, co
     """``(values, rows, cols, counts, scores)`` of the merged blocks, row-major (see module doc)."""
     _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind)
     acc_values, values = acc_values.detach(), values.detach()
-    choice = _choose(acc_values, values)
-    if choice == "triton":
-        *merged, scores = _triton_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, int(t), mode,
-                                        float(beta), kind)
-        return (*merged, scores.to(acc_values.dtype))
-    if choice == "reference":
-        return reference.superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, int(t),
-                                         mode, float(beta), kind)
-    return _call(torch.ops.suptickets.superpose_union.default,
-        *_kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols), int(t), mode, float(beta),
-        kind)
+    return _RUN_UNION[_choose(acc_values, values)](acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols,
+                                                   int(t), mode, float(beta), kind)
 
 
 def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t: int, mode: str = "cia",
@@ -107,20 +114,9 @@ def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t
     if not acc_values.is_contiguous():
         raise ValueError("acc_values must be contiguous (it is written in place)")
     with torch.no_grad():
-        choice = _choose(acc_values, values)
-        if choice == "triton":
-            out, urows, ucols, ucounts, scores = _triton_union(acc_values, acc_rows, acc_cols, acc_counts,
-                                                               values.detach(), rows, cols, int(t), mode,
-                                                               float(beta), kind)
-            kept = torch.sort(scores, descending=True, stable=True).indices[:acc_values.shape[0]].sort().values
-            acc_values.copy_(out[kept])
-            return urows[kept], ucols[kept], ucounts[kept]
-        if choice == "reference":
-            return reference.superpose_(acc_values, acc_rows, acc_cols, acc_counts, values.detach(), rows, cols,
-                                        int(t), mode, float(beta), kind)
-        return _call(torch.ops.suptickets.superpose_.default,
-            *_kernel_args(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols), int(t), mode,
-            float(beta), kind)
+        return _RUN_SUPERPOSE[_choose(acc_values, values)](acc_values, acc_rows, acc_cols, acc_counts,
+                                                           values.detach(), rows, cols, int(t), mode, float(beta),
+                                                           kind)
 
 
 if _extension.available:

@@ -6,13 +6,11 @@ a block is ``br`` output channels by ``bc`` input channels of one kernel tap, so
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
 from .. import ops
-from ..ops import reference
 from .linear import check_block_fits
 from .module import BlockSparseWeight, check_density
 
@@ -98,7 +96,9 @@ class SparseConv2d(BlockSparseWeight):
 
     def weight4d(self) -> torch.Tensor:
         """The dense ``[out, in, kh, kw]`` weight (for conversion and tests)."""
-        return reference.conv_weight(self.values, self.layout, self.kernel_size)
+        kh, kw = self.kernel_size
+        R, C = self.layout.shape
+        return self.layout.dense_weight(self.values).view(R, kh, kw, C // (kh * kw)).permute(0, 3, 1, 2)
 
     @classmethod
     def from_dense(cls, module: nn.Conv2d, *, density=None, mask=None, block_size=(32, 32)) -> "SparseConv2d":
@@ -125,4 +125,5 @@ class SparseConv2d(BlockSparseWeight):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}, " + self._sparse_repr())
+                f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}, "
+                + self._sparse_repr())

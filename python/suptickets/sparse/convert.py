@@ -133,8 +133,8 @@ def sparsify(model: nn.Module, *, density, distribution: str = "erk", block_size
             reasons[name] = "excluded"
         elif dense_first and i == 0:
             reasons[name] = "dense_first"
-        elif _unsupported(module):
-            reasons[name] = _unsupported(module)
+        elif (unsupported := _unsupported(module)) is not None:
+            reasons[name] = unsupported
         elif misfit and unfit == "dense":
             reasons[name] = misfit
         else:

@@ -183,6 +183,24 @@ class BlockLayout:
         m[self.rows.long(), self.cols.long()] = True
         return m
 
+    def dense_weight(self, values: torch.Tensor) -> torch.Tensor:
+        """The ``[R, C]`` matrix whose block ``(rows[s], cols[s])`` is ``values[s]`` (``[nnz, br,
+        bc]``), zeros elsewhere; differentiable in ``values``. Dense-sized: for conversion,
+        ``to_dense()`` and the reference, never for a training step."""
+        R, C = self.shape
+        br, bc = self.block_size
+        grid = values.new_zeros(R // br, C // bc, br, bc)
+        grid = grid.index_put((self.rows.long(), self.cols.long()), values)
+        return grid.permute(0, 2, 1, 3).reshape(R, C)
+
+    def block_values(self, weight2d: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`dense_weight`: the ``[nnz, br, bc]`` blocks of a dense ``[R, C]``
+        matrix at this layout's slots."""
+        R, C = self.shape
+        br, bc = self.block_size
+        grid = weight2d.reshape(R // br, br, C // bc, bc).permute(0, 2, 1, 3)
+        return grid[self.rows.long(), self.cols.long()]
+
     def element_mask(self) -> torch.Tensor:
         """Boolean ``[R, C]`` mask of active weights (dense-sized: for tests and conversion)."""
         br, bc = self.block_size
@@ -222,7 +240,7 @@ class BlockLayout:
             and torch.equal(self.cols.cpu(), other.cols.cpu())
         )
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking equality: unhashable
 
     def __repr__(self) -> str:
         return (

@@ -1,7 +1,6 @@
 """``SparseLinear``: ``nn.Linear`` with a block-sparse weight."""
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

@@ -10,13 +10,15 @@ in place of the usual shape error (build the optimizer after loading, or let
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import torch
 from torch import nn
 
-from ..ops import reference
 from .collective import gather_batch
 from .layout import BlockLayout, _as_pair
+
+Dense = TypeVar("Dense", nn.Linear, nn.Conv2d)
 
 _DERIVED = ("layout_row_ptr", "layout_col_ptr", "layout_col_perm")
 _ALL = ("layout_rows", "layout_cols", *_DERIVED)
@@ -69,6 +71,13 @@ def choose_layout(weight2d: torch.Tensor, block_size, density, mask) -> BlockLay
 class BlockSparseWeight(nn.Module):
     """Base of the block-sparse layers; subclasses set ``weight_shape2d`` and call ``_setup``."""
 
+    layout_rows: torch.Tensor  # buffers of the layout (``_write_layout``)
+    layout_cols: torch.Tensor
+
+    def to_dense(self) -> nn.Module:
+        """A plain dense layer whose weight equals this layer's exactly (each subclass's own)."""
+        raise NotImplementedError
+
     def _setup(self, shape2d, block_size, layout: BlockLayout, values: torch.Tensor):
         self.weight_shape2d = tuple(shape2d)
         self.block_size = _as_pair(block_size, "block_size")
@@ -92,19 +101,19 @@ class BlockSparseWeight(nn.Module):
         """Takes the blocks ``choose_layout`` keeps of a dense 2-D weight, and a copy of its bias."""
         weight2d = weight2d.detach()
         layout = choose_layout(weight2d, block_size, density, mask)
-        values = reference.block_values(weight2d, layout.to(weight2d.device)).clone()
+        values = layout.to(weight2d.device).block_values(weight2d).clone()
         self._setup(weight2d.shape, block_size, layout, values)
         if bias is not None:
             self.bias = nn.Parameter(bias.detach().clone())
         else:
             self.register_parameter("bias", None)
 
-    def _fill_dense(self, dense: nn.Module, weight: torch.Tensor) -> nn.Module:
+    def _fill_dense(self, dense: Dense, weight: torch.Tensor) -> Dense:
         """Copies ``weight`` (this layer's, in the dense layout) and the bias into ``dense``."""
         with torch.no_grad():
             dense.weight.copy_(weight)
             if self.bias is not None:
-                dense.bias.copy_(self.bias)
+                dense.bias.copy_(self.bias)  # type: ignore[union-attr]  # a dense layer made with a bias
         return dense
 
     def _write_layout(self, layout: BlockLayout):
@@ -198,7 +207,7 @@ class BlockSparseWeight(nn.Module):
 
     def weight2d(self) -> torch.Tensor:
         """The dense ``[R, C]`` weight (dense-sized: for conversion and tests, not for training)."""
-        return reference.dense_weight(self.values, self.layout)
+        return self.layout.dense_weight(self.values)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         rows, cols = state_dict.get(prefix + "layout_rows"), state_dict.get(prefix + "layout_cols")

@@ -1,0 +1,95 @@
+"""``bsr_linear``: ``x @ W.T + b`` with a block-sparse ``W``, on every backend.
+
+One face: :func:`bsr_linear` checks its operands, asks the dispatch table once and runs the
+chosen backend. The operators ``suptickets::bsr_linear`` (C++, ``csrc/cpu/bsr_linear.cpp``)
+and ``suptickets::triton_bsr_linear`` (Triton, ``suptickets_kernels/bsr_linear.py``, defined
+here) share the fake implementation and autograd formula below (``ops/product.py``):
+
+- ``dX = dY @ W`` walks the block-columns of the layout (``col_ptr``/``col_perm``);
+- ``dvalues[s] = dY[:, rows[s]]^T @ X[:, cols[s]]`` only on active blocks (SDDMM);
+- ``dbias = dY.sum(leading dims)``.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _extension, _triton, backend, product, reference
+
+
+def bsr_linear(x: torch.Tensor, values: torch.Tensor, layout, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x[..., C] -> [..., R]`` with the block-sparse weight ``(values, layout)``.
+
+    ``values`` is ``[nnz, br, bc]`` (same dtype and device as ``x``); ``layout`` has
+    ``shape == (R, C)``, ``block_size == (br, bc)`` and the int32 index tensors of
+    ``suptickets.BlockLayout``. Returns a new tensor (not a view). Differentiable in ``x``,
+    ``values`` and ``bias``.
+    """
+    backend.check_operands("bsr_linear", x, values, bias)
+    if x.dim() == 0:
+        raise ValueError("bsr_linear: input must have at least 1 dimension [..., in_features], got a 0-d tensor")
+    if x.shape[-1] != layout.shape[1]:
+        raise ValueError(f"bsr_linear: input has {x.shape[-1]} features, the weight expects {layout.shape[1]}")
+    choice = backend.choose("bsr_linear", x, values, block_size=layout.block_size)
+    return _RUN[choice](x, values, layout, bias)
+
+
+def _fake(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_features):
+    torch._check(values.dim() == 3, lambda: "values must be [nnz, br, bc]")
+    torch._check(x.dtype == values.dtype, lambda: "input and values must have the same dtype")
+    torch._check(x.shape[-1] % values.shape[2] == 0, lambda: "block columns must divide in_features")
+    torch._check(out_features % values.shape[1] == 0, lambda: "block rows must divide out_features")
+    return x.new_empty((*x.shape[:-1], out_features))
+
+
+def _backward_fake(grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, need_input, need_values, need_bias):
+    return (x.new_empty(x.shape) if need_input else values.new_empty((0,)),
+            values.new_empty(values.shape) if need_values else values.new_empty((0,)),
+            values.new_empty((grad.shape[-1],)) if need_bias else values.new_empty((0,)))
+
+
+def _cpu(x, values, layout, bias):
+    return torch.ops.suptickets.bsr_linear.default(x, values, *product.layout_args(layout), bias, layout.shape[0])
+
+
+def _triton_run(x, values, layout, bias):
+    return torch.ops.suptickets.triton_bsr_linear(x, values, *product.layout_args(layout), bias, layout.shape[0],
+                                                  _triton.fp32_precision())
+
+
+_RUN = {"cpu": _cpu, "triton": _triton_run, "reference": reference.bsr_linear}
+
+if _extension.available:
+    product.register("suptickets::bsr_linear", torch.ops.suptickets.bsr_linear_backward, _fake, _backward_fake,
+                     n_geometry=0)
+
+if _triton.available:
+    _K = _triton.kernels.bsr_linear
+
+    @_triton.define("suptickets::triton_bsr_linear")
+    def _triton_forward(x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                        row_ptr: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
+                        bias: torch.Tensor | None, out_features: int, precision: str) -> torch.Tensor:
+        # allocated in its own shape (not a view, so in-place ops may follow), written as 2-D
+        y = x.new_empty((*x.shape[:-1], out_features))
+        _K.forward(x.reshape(-1, x.shape[-1]).contiguous(), values.contiguous(), cols, row_ptr, bias, out_features,
+                   precision, out=y.view(-1, out_features))
+        return y
+
+    @_triton.define("suptickets::triton_bsr_linear_backward")
+    def _triton_backward(grad: torch.Tensor, x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
+                         cols: torch.Tensor, row_ptr: torch.Tensor, col_ptr: torch.Tensor, col_perm: torch.Tensor,
+                         need_input: bool, need_values: bool, need_bias: bool,
+                         precision: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g2d = grad.reshape(-1, grad.shape[-1]).contiguous()
+        values = values.contiguous()
+        dx, dv, db = (values.new_empty((0,)) for _ in range(3))  # distinct: outputs may not alias
+        if need_input:
+            dx = _K.grad_input(g2d, values, rows, col_ptr, col_perm, x.shape[-1], precision).reshape(x.shape)
+        if need_values:
+            dv = _K.grad_values(g2d, x.reshape(-1, x.shape[-1]).contiguous(), values, rows, cols, precision)
+        if need_bias:
+            db = g2d.sum(0).to(values.dtype)
+        return dx, dv, db
+
+    product.register("suptickets::triton_bsr_linear", torch.ops.suptickets.triton_bsr_linear_backward, _fake,
+                     _backward_fake, n_geometry=0)

@@ -1,0 +1,54 @@
+"""The registration contract the two block-sparse products (``bsr_linear``, ``bsr_conv2d``)
+share on every backend, so that their fake implementation and autograd formula are written
+once, in the op's file, whichever backend registers the operator.
+
+Every backend's operator pair has the schema
+
+- ``forward(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_size, *geometry,
+  *extra) -> y``
+- ``backward(grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, *geometry, need_input,
+  need_values, need_bias, *extra) -> (dx, dvalues, dbias)`` (a gradient not needed is an
+  empty tensor),
+
+where ``geometry`` is the op's (none for the linear product; kernel size, stride, padding,
+dilation for the convolution) and ``extra`` the backend's own arguments (Triton: the float32
+precision). The autograd formula is the contract of docs/DESIGN.md: ``dX = dY W`` by
+block-columns, ``dvalues`` only on active blocks (SDDMM), ``dbias`` the sum of ``dY``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+_INDEX = 5  # rows, cols, row_ptr, col_ptr, col_perm
+
+
+def register(op: str, backward_op, fake: Callable, backward_fake: Callable, n_geometry: int) -> None:
+    """Registers ``fake`` (called with ``forward``'s arguments up to the geometry),
+    ``backward_fake`` (with ``backward``'s up to ``need_bias``) and the autograd formula on the
+    operator pair ``op`` / ``backward_op`` (a qualified name and an ``OpOverloadPacket``)."""
+    n_forward = 2 + _INDEX + 2 + n_geometry
+    n_backward = 3 + _INDEX + n_geometry + 3
+    torch.library.register_fake(op)(lambda *args: fake(*args[:n_forward]))
+    torch.library.register_fake(backward_op._qualified_op_name)(lambda *args: backward_fake(*args[:n_backward]))
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:2 + _INDEX])
+        ctx.geometry = tuple(inputs[n_forward - n_geometry:n_forward])
+        ctx.extra = tuple(inputs[n_forward:])
+        ctx.n_inputs = len(inputs)
+
+    def backward(ctx, grad):
+        x, values, *index = ctx.saved_tensors
+        need_x, need_v, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[7]
+        dx, dv, db = backward_op(grad, x, values, *index, *ctx.geometry, need_x, need_v, need_b, *ctx.extra)
+        grads = [dx if need_x else None, dv if need_v else None] + [None] * _INDEX + [db if need_b else None]
+        return tuple(grads + [None] * (ctx.n_inputs - len(grads)))
+
+    torch.library.register_autograd(op, backward, setup_context=setup_context)
+
+
+def layout_args(layout) -> tuple[torch.Tensor, ...]:
+    """The index tensors of a ``BlockLayout`` in the order of the operators' schemas."""
+    return (layout.rows, layout.cols, layout.row_ptr, layout.col_ptr, layout.col_perm)
