@@ -169,9 +169,12 @@ def test_snip_keeps_the_highest_sensitivity_blocks():
     sens = {n: (m.values.grad * m.values).detach().abs().sum((1, 2)) for n, m in layers(model)}
     grads = {n: m.values.grad.clone() for n, m in layers(model)}
     sparse.step()
-    # global top-k by a plain sort over every block of every layer (equal block areas)
+    # global top-k by a plain sort over every block of every layer (equal block areas), after
+    # each layer's best block (every layer keeps one)
     everything = sorted(((float(s), n, i) for n, v in sens.items() for i, s in enumerate(v)), key=lambda e: -e[0])
-    keep = {(n, i) for _, n, i in everything[:target // 64]}
+    best = {(n, int(torch.argmax(v))) for n, v in sens.items()}
+    rest = [(n, i) for _, n, i in everything if (n, i) not in best]
+    keep = best | set(rest[:target // 64 - len(best)])
     for n, m in layers(model):
         kept_slots = set(m.layout.block_ids().tolist())
         assert kept_slots == {i for (ln, i) in keep if ln == n}  # dense layout: slot == block id

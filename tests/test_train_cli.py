@@ -133,7 +133,7 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
         atomic_save({"a": torch.zeros(3)}, str(path))
     monkeypatch.undo()
     assert torch.equal(torch.load(path)["a"], torch.ones(3))
-    assert os.listdir(tmp_path) == ["ck.pt"]  # no temporary file left
+    assert sorted(os.listdir(tmp_path)) == ["ck.pt", "ck.pt.sha256"]  # no temporary file left, the seal kept
 
 
 @pytest.mark.parametrize("args, words", [

@@ -35,6 +35,10 @@ class Method:
         keep their inputs and output gradients during that step's forward and backward."""
         return False
 
+    def is_update(self, t: int) -> bool:
+        """True when :meth:`update` changes the topology after step ``t``."""
+        return False
+
     def update(self, t: int, topology: Topology) -> list[LayerUpdate]:
         """Changes the topology after the optimizer step ``t`` (if this step calls for it)."""
         return []

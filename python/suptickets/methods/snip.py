@@ -50,6 +50,9 @@ class SNIP(Method):
             scores.append(sens)
         self._scores = scores if self._scores is None else [a + b for a, b in zip(self._scores, scores)]
 
+    def is_update(self, t: int) -> bool:
+        return t == self.batches
+
     def update(self, t: int, topology: Topology) -> list[LayerUpdate]:
         if t != self.batches:
             return []

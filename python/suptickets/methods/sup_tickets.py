@@ -98,6 +98,7 @@ class SupTickets:
         self.include_base_ticket = bool(include_base_ticket)
         self.keep_tickets = bool(keep_tickets)
         self.total_steps = None
+        self._owner = None  # the SparseTraining that runs this booster
 
     # ---- the schedule ------------------------------------------------------------------------
 

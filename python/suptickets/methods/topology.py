@@ -106,7 +106,11 @@ class Topology:
             layout = layer.layout
             if grow_scores is None:
                 grow_scores = self.grow_scores(layer, growth)
-            drop, grow = ops.prune_grow(self.magnitude(layer), grow_scores, layout, k)
+            try:
+                drop, grow = ops.prune_grow(self.magnitude(layer), grow_scores, layout, k)
+            except ValueError as exc:  # NaN or inf scores: name the layer and the step
+                raise ValueError(f"step {step}, layer {name!r}: {exc} (training diverged: lower the learning "
+                                 "rate)") from None
             new_layout, src = layout.replace_blocks(drop, grow)
             repack(layer, new_layout, src, self.optimizer)
         return self._record(step, name, layer, event, k, k)

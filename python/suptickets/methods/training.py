@@ -63,6 +63,11 @@ class SparseTraining:
         method.bind(self.total_steps)
         self.sup_tickets = sup_tickets
         if sup_tickets is not None:
+            owner = getattr(sup_tickets, "_owner", None)
+            if owner is not None and owner is not self:
+                raise ValueError("this SupTickets booster already runs another SparseTraining (binding it again "
+                                 "would reset that run's schedule): give each run its own SupTickets(...)")
+            sup_tickets._owner = self
             sup_tickets.bind(self.total_steps)
             sup_tickets.check_method(method)
         self.step_count = 0
@@ -73,10 +78,19 @@ class SparseTraining:
 
     def step(self, closure=None):
         """One optimizer step (``optimizer.step(closure)``), then the method's topology update
-        when this step calls for one. Returns what ``optimizer.step`` returned."""
+        when this step calls for one. Returns what ``optimizer.step`` returned.
+
+        Raises ``RuntimeError`` past ``total_steps``, and ``ValueError`` naming the layer and the
+        step, before the optimizer step is applied, when a topology update is due and a sparse
+        layer's weights or gradients are not finite (a diverged run)."""
         t = self.step_count + 1
+        if t > self.total_steps:
+            raise RuntimeError(f"SparseTraining.step(): the run has total_steps={self.total_steps}, and step {t} "
+                               "was called (schedules end there: make a new SparseTraining for a longer run)")
         boost = self.sup_tickets
         cyclic = boost is not None and boost.in_phase(t)
+        if (not cyclic and self.method.is_update(t)) or (boost is not None and boost.explores(t)):
+            self._check_finite(t)
         if cyclic:
             boost.set_lr(self.optimizer, t)
         if not cyclic and self.method.scores_instead(t):
@@ -91,6 +105,14 @@ class SparseTraining:
         self.step_count = t
         self._arm()
         return result
+
+    def _check_finite(self, t: int) -> None:
+        for name, layer in self.topology.layers:
+            for what, tensor in (("weights", layer.values), ("gradients", layer.values.grad)):
+                if tensor is not None and not bool(torch.isfinite(tensor).all()):
+                    raise ValueError(f"step {t}: layer {name!r} has non-finite {what} (NaN or inf) before its "
+                                     "topology update; the optimizer step was not applied (training diverged: "
+                                     "lower the learning rate)")
 
     def _arm(self) -> None:
         """Layers keep inputs and output gradients only during steps whose update reads them."""

@@ -125,6 +125,11 @@ def sparsify(model: nn.Module, *, density, distribution: str = "erk", block_size
     candidates = [(n, m) for n, m in model.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
     if not candidates:
         raise ValueError("sparsify found no nn.Linear or nn.Conv2d in the model")
+    unmatched = [p for p in exclude if not any(fnmatch.fnmatchcase(n, p) for n, _ in candidates)]
+    if unmatched:
+        raise ValueError(f"sparsify: exclude names {', '.join(map(repr, unmatched))}, which match no nn.Linear or "
+                         f"nn.Conv2d of the model (its layers: {', '.join(n for n, _ in candidates[:8])}"
+                         f"{', ...' if len(candidates) > 8 else ''})")
     reasons: dict[str, str] = {}
     blocks: dict[str, tuple] = {}
     for i, (name, module) in enumerate(candidates):

@@ -13,21 +13,51 @@ All index tensors are int32. A layout is immutable: a topology change builds a n
 """
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from .. import ops
 
 
+def _integer(value) -> int:
+    if isinstance(value, bool):
+        raise TypeError
+    return operator.index(value)  # ints (and NumPy ints); floats are refused, never truncated
+
+
 def _as_pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        value = (value, value)
+    """``(v, v)`` for an integer, the two integers of a pair: ``TypeError`` for anything else
+    (floats, booleans, strings), ``ValueError`` unless both are positive."""
     try:
-        pair = tuple(int(v) for v in value)
+        pair = (_integer(value),) * 2 if not hasattr(value, "__iter__") else tuple(_integer(v) for v in value)
     except TypeError:
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
     if len(pair) != 2 or min(pair) < 1:
         raise ValueError(f"{name} must be a pair of positive ints, got {value!r}")
     return pair
+
+
+def sample_distinct(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``k`` distinct integers of ``[0, n)``, uniformly at random, ascending (int64), in time
+    and memory proportional to ``k``, not ``n``: the first ``k`` distinct values of a stream of
+    uniform draws (drawn in batches) form a uniform ``k``-subset. For ``k > n / 2`` the
+    ``n - k`` values left out are drawn instead (then ``n < 2k``)."""
+    if k > n - k:
+        out = torch.ones(n, dtype=torch.bool)
+        out[sample_distinct(n, n - k, generator)] = False
+        return out.nonzero().squeeze(1)
+    drawn = torch.zeros(0, dtype=torch.long)
+    while True:
+        batch = torch.randint(n, (max(16, k + k // 4 + 16),), generator=generator)
+        drawn = torch.cat([drawn, batch])
+        values, inverse = torch.unique(drawn, sorted=True, return_inverse=True)
+        if values.numel() >= k:
+            break
+    # the first k distinct values in order of appearance
+    first = torch.full((values.numel(),), drawn.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(drawn.numel()), reduce="amin")
+    return values[first.argsort()[:k]].sort().values
 
 
 class BlockLayout:
@@ -109,8 +139,8 @@ class BlockLayout:
         total = grid[0] * grid[1]
         if not 0 <= nnz <= total:
             raise ValueError(f"nnz must be in [0, {total}] for a {grid[0]} x {grid[1]} block grid, got {nnz}")
-        chosen = torch.randperm(total, generator=generator)[:nnz].sort().values
-        return cls(shape, block_size, chosen // grid[1], chosen % grid[1])
+        chosen = sample_distinct(total, nnz, generator)
+        return cls._trusted(shape, block_size, chosen // grid[1], chosen % grid[1])
 
     @classmethod
     def dense(cls, shape, block_size) -> "BlockLayout":

@@ -10,6 +10,7 @@ in place of the usual shape error (build the optimizer after loading, or let
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TypeVar
 
 import torch
@@ -25,10 +26,11 @@ _ALL = ("layout_rows", "layout_cols", *_DERIVED)
 
 
 def check_density(density) -> float:
-    try:
-        density = float(density)
-    except (TypeError, ValueError):
-        raise TypeError(f"density must be a number in (0, 1], got {density!r}") from None
+    """``density`` as a float in (0, 1]; ``TypeError`` for anything but a real number (booleans
+    and strings included), ``ValueError`` outside the range."""
+    if isinstance(density, bool) or not isinstance(density, numbers.Real):
+        raise TypeError(f"density must be a number in (0, 1], got {density!r}")
+    density = float(density)
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must be in (0, 1], got {density}")
     return density

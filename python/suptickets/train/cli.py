@@ -12,17 +12,33 @@ one line naming the option and what it accepts, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 
+from . import distributed
 from .checkpoint import CheckpointError
-from .config import DISTRIBUTIONS, METHODS, PRESETS, Config, ConfigError, read_config_file, resolve, validate
+from .config import (
+    DISTRIBUTIONS,
+    FIELDS,
+    METHODS,
+    PRESETS,
+    Config,
+    ConfigError,
+    parse_block_size,
+    read_config_file,
+    resolve,
+    validate,
+)
 from .data import DATASETS, DataError
 from .models import MODELS
+from .runner import DivergenceError, Run
 
-EXIT_USAGE = 2
-_RESUMABLE = {"quiet", "threads", "workers", "device"}  # what --resume may change
+EXIT_USAGE = 2    # bad input: an option, a data file, a checkpoint, a folder
+EXIT_FAILURE = 1  # the run itself failed: diverged, or a process did not answer
+_ADDED_LATER = {"dist_timeout"}  # options a config.json of an older version lacks (their defaults apply)
+_RESUMABLE = {"quiet", "threads", "workers", "device", "dist_timeout"}  # what --resume may change
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +100,7 @@ OPTIONS = [
         ("out", str, "run folder (unset: runs/<dataset>-<model>-<method>[-sup]-<sparsity %>)"),
         ("eval-every", int, "test every N epochs"),
         ("keep-checkpoints", int, "newest checkpoints kept"),
+        ("dist-timeout", float, "seconds a torchrun process waits for the others before the job stops"),
     ]),
 ]
 
@@ -122,21 +139,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_run_config(run_dir: str) -> dict:
+    """The options of the run in ``run_dir`` (its ``config.json``), checked to be a whole
+    suptickets configuration: ``ConfigError`` naming the file otherwise."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"--resume {run_dir}: no run there (no config.json)")
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--resume {run_dir}: cannot read {path} ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--resume {run_dir}: {path} is damaged (line {exc.lineno}, column {exc.colno}: "
+                          f"{exc.msg})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--resume {run_dir}: {path} holds a {type(values).__name__}, not a suptickets "
+                          "configuration")
+    missing, unknown = sorted(FIELDS - set(values) - _ADDED_LATER), sorted(set(values) - FIELDS)
+    if missing or unknown:
+        def names(keys):
+            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        what = "; ".join(filter(None, [f"lacks {names(missing)}" if missing else "",
+                                       f"has unknown {names(unknown)}" if unknown else ""]))
+        raise ConfigError(f"--resume {run_dir}: {path} is not a suptickets configuration ({what})")
+    return values
+
+
 def _train(args: argparse.Namespace) -> int:
-    from .runner import Run
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume", "quiet")}
     if args.resume:
         extra = sorted(set(flags) - _RESUMABLE)
         if extra or args.config:
             raise ConfigError("--resume continues the run with its own config.json; drop "
                               + ", ".join("--" + k.replace("_", "-") for k in (extra or ["config"])))
-        path = os.path.join(args.resume, "config.json")
-        if not os.path.isfile(path):
-            raise ConfigError(f"--resume {args.resume}: no run there (no config.json)")
-        with open(path) as f:
-            values = json.load(f)
+        values = read_run_config(args.resume)
+        recorded, asked = values.get("threads"), flags.get("threads")
+        if recorded is not None and asked is not None and asked != recorded:
+            raise ConfigError(f"--threads {asked}: the run in {args.resume} was trained with --threads {recorded}, "
+                              "and the result depends on the thread count; resume with --threads "
+                              f"{recorded} (or without --threads)")
         values.update(flags)
-        values["block_size"] = tuple(values["block_size"])
+        values["block_size"] = parse_block_size(values["block_size"])
         config = Config(**values)
         validate(config)
         run = Run(config, args.resume, resume=True, quiet=args.quiet)
@@ -158,4 +202,12 @@ def main(argv=None) -> int:
         return _train(args)
     except (ConfigError, DataError, CheckpointError) as exc:
         print(f"suptickets train: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (DivergenceError, distributed.PeerTimeout) as exc:
+        print(f"suptickets train: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:  # a write outside the checkpoint path (plots, report): one line, the folder named
+        where = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else "the run folder"
+        reason = f"no space left on {where}" if exc.errno == errno.ENOSPC else f"{exc.strerror or exc} ({where})"
+        print(f"suptickets train: error: {reason}", file=sys.stderr)
         return EXIT_USAGE

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import operator
 import os
+import re
 from dataclasses import dataclass
 
 from .data import DATASETS
@@ -67,6 +70,7 @@ class Config:
     out: str | None = None
     eval_every: int = 1
     keep_checkpoints: int = 2
+    dist_timeout: float = 600.0      # seconds a process waits for the others before the job stops
     preset: str | None = None
 
     def as_dict(self) -> dict:
@@ -108,7 +112,9 @@ def parse_block_size(value) -> tuple:
     if len(parts) == 1:
         parts = parts * 2
     try:
-        br, bc = (int(p) for p in parts)
+        br, bc = (int(p.strip()) if isinstance(p, str) else operator.index(p) for p in parts)
+        if any(isinstance(p, bool) for p in parts):
+            raise TypeError
     except (TypeError, ValueError):
         raise ConfigError(f"--block-size must be N or RxC with positive integers, got {value!r}") from None
     if br < 1 or bc < 1 or len(parts) != 2:
@@ -122,15 +128,20 @@ def read_config_file(path: str) -> dict:
         raise ConfigError(f"--config: no file {path}")
     with open(path) as f:
         text = f.read()
+    kind = "YAML" if path.endswith((".yaml", ".yml")) else "JSON"
     try:
-        if path.endswith((".yaml", ".yml")):
+        if kind == "YAML":
             import yaml
             values = yaml.safe_load(text)
         else:
             values = json.loads(text)
-    except Exception as exc:
-        raise ConfigError(f"--config {path} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: "
-                          f"{exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config {path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except Exception as exc:  # yaml.YAMLError: problem and position, on one line
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"--config {path}{where}: not valid {kind}: {problem}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -162,6 +173,22 @@ def resolve(file_values: dict, flag_values: dict) -> Config:
     return config
 
 
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "y": True, "false": False, "no": False, "off": False, "n": False}
+BOOL_FIELDS = ("dense_first", "sup_tickets", "base_ticket")
+_STR_FIELDS = ("dataset", "data_dir", "model", "method", "distribution", "superpose", "reprune", "bn", "device", "out",
+               "preset")
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def _boolean(value, name: str) -> bool:
+    """A real boolean, or one of YAML's spellings of one (``true``/``yes``/``on`` ..., any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.strip().lower()]
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
 def _in(value, name, choices):
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -171,6 +198,8 @@ def _number(value, name, low, high, *, low_open=False, high_open=False, integer=
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value}")
     bad = (value <= low if low_open else value < low) or (high is not None and (value >= high if high_open
                                                                                    else value > high))
     if bad or value != value:
@@ -180,6 +209,12 @@ def _number(value, name, low, high, *, low_open=False, high_open=False, integer=
 
 
 def validate(c: Config) -> None:
+    for field in BOOL_FIELDS:
+        setattr(c, field, _boolean(getattr(c, field), "--" + field.replace("_", "-")))
+    for field in _STR_FIELDS:
+        value = getattr(c, field)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"--{field.replace('_', '-')} must be a string, got {value!r}")
     _in(c.dataset, "--dataset", DATASETS)
     _in(c.model, "--model", MODELS)
     _in(c.method, "--method", METHODS)
@@ -216,10 +251,11 @@ def validate(c: Config) -> None:
     _number(c.workers, "--workers", 0, None, integer=True)
     _number(c.eval_every, "--eval-every", 1, None, integer=True)
     _number(c.keep_checkpoints, "--keep-checkpoints", 1, None, integer=True)
+    _number(c.dist_timeout, "--dist-timeout", 0, None, low_open=True)
     if c.threads is not None:
         _number(c.threads, "--threads", 1, None, integer=True)
-    if c.device not in ("auto", "cpu") and not str(c.device).startswith("cuda"):
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N; got {c.device!r}")
+    if not _DEVICE.match(c.device):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (N a number); got {c.device!r}")
     if c.lr_milestones is not None:
         if not isinstance(c.lr_milestones, (list, tuple)) or not all(
                 isinstance(m, int) and not isinstance(m, bool) and 0 < m <= c.epochs for m in c.lr_milestones):

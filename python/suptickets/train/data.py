@@ -11,11 +11,12 @@ batch, so the processes together see exactly the batches of a single process.
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from . import restricted_pickle
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
 
@@ -130,13 +131,17 @@ def load_digits(split_seed: int = 0) -> TensorDataset:
 
 
 def _unpickle(path: str) -> dict:
+    """A CIFAR batch file, unpickled without running code (``restricted_pickle``)."""
     if not os.path.isfile(path):
         raise DataError(f"missing CIFAR file {path}")
     try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+        batch = restricted_pickle.load(path)
     except Exception as exc:
-        raise DataError(f"cannot read CIFAR file {path}: {exc}") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read CIFAR file {path}: {first[:200]}") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"cannot read CIFAR file {path}: it holds a {type(batch).__name__}, not a CIFAR batch (dict)")
+    return batch
 
 
 def _cifar_arrays(batch: dict, label_key: bytes, path: str):
@@ -145,8 +150,11 @@ def _cifar_arrays(batch: dict, label_key: bytes, path: str):
         labels = np.asarray(batch[label_key], dtype=np.int64)
     except KeyError as exc:
         raise DataError(f"CIFAR file {path} has no {exc.args[0]!r} entry") from None
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise DataError(f"CIFAR file {path}: expected data [N, 3072] and N labels, got {data.shape} and {len(labels)}")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"CIFAR file {path}: data or labels are not arrays of numbers ({exc})") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(f"CIFAR file {path}: expected data [N, 3072] and N labels, got {data.shape} and "
+                        f"{tuple(labels.shape)}")
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
 
 
@@ -169,6 +177,10 @@ def load_cifar(name: str, data_dir: str) -> TensorDataset:
 
     def read(files):
         parts = [_cifar_arrays(_unpickle(os.path.join(folder, f)), key, os.path.join(folder, f)) for f in files]
+        for f, (_, labels) in zip(files, parts):
+            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+                raise DataError(f"CIFAR file {os.path.join(folder, f)}: labels must lie in [0, {classes}), got "
+                                f"{int(labels.min())}..{int(labels.max())}")
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     x_train, y_train = read(train_files)

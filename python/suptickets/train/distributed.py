@@ -10,11 +10,19 @@ seed on every rank, the same gradients and the gradient scores of the global bat
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+_TIMED_OUT = "suptickets/timed-out/{}"  # the store key where a rank says its collective timed out
+
+
+class PeerTimeout(RuntimeError):
+    """A process of the job did not answer within ``--dist-timeout``."""
 
 
 @dataclass
@@ -22,6 +30,7 @@ class Context:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    timeout_s: float = 600.0
 
     @property
     def main(self) -> bool:
@@ -32,15 +41,49 @@ class Context:
         return self.world > 1
 
 
-def setup(device: torch.device) -> Context:
+def setup(device: torch.device, timeout_s: float = 600.0) -> Context:
     """Joins the process group ``torchrun`` describes in the environment (gloo on CPU, NCCL
-    on CUDA); a plain single-process context without it."""
+    on CUDA) with a collective timeout of ``timeout_s``; a plain single-process context
+    without it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Context()
+        return Context(timeout_s=timeout_s)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
+    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), timeout_s)
+
+
+def _store():
+    return dist.distributed_c10d._get_default_store()
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """True for the errors of a collective whose peer stalled or died (timeout, lost connection)."""
+    if isinstance(exc, PeerTimeout):
+        return False
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(w in text for w in ("timed out", "timeout", "connection closed",
+                                                                      "connection reset", "broken pipe"))
+
+
+def peer_timeout(ctx: Context, step: int, exc: BaseException) -> PeerTimeout:
+    """The one-line error of a stalled or lost peer. Every rank whose collective timed out says
+    so in the job's store; after a short grace the ranks that did not are named."""
+    silent: list[int] = []
+    try:
+        store = _store()
+        store.set_timeout(timedelta(seconds=5))
+        store.set(_TIMED_OUT.format(ctx.rank), str(step))
+        time.sleep(min(3.0, max(0.5, ctx.timeout_s / 10)))  # the healthy ranks time out about together
+        silent = [r for r in range(ctx.world) if r != ctx.rank and not store.check([_TIMED_OUT.format(r)])]
+    except Exception:  # the store itself is gone: say what is known
+        pass
+    who = ", ".join(f"rank {r}" for r in silent) if silent else "a peer process"
+    first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return PeerTimeout(f"{who} did not answer within --dist-timeout {ctx.timeout_s:g} s (rank {ctx.rank} waited at "
+                       f"step {step}); the job stops ({first})")
 
 
 def teardown(ctx: Context) -> None:

@@ -15,7 +15,6 @@ of the state (model, optimizer, scheduler, method, booster, generators) is in th
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -26,8 +25,17 @@ import torch.nn.functional as F
 
 from .. import methods
 from ..sparse import sparsify, sparsity_table
-from . import distributed, flops
-from .checkpoint import atomic_save, atomic_write_text, list_checkpoints, load_latest, save_checkpoint
+from . import distributed, flops, strict_json
+from .checkpoint import (
+    CheckpointError,
+    append_text,
+    atomic_save,
+    atomic_write_text,
+    list_checkpoints,
+    load_latest,
+    remove_temporaries,
+    save_checkpoint,
+)
 from .config import Config, ConfigError
 from .data import load_dataset
 from .metrics import evaluate_batches
@@ -36,6 +44,12 @@ from .plots import write_plots
 from .report import markdown, result_table
 
 _LR_TRACE_POINTS = 20_000
+# options a resume may change (they do not change the result)
+_RESUMABLE_FIELDS = ("threads", "workers", "device", "dist_timeout", "out")
+
+
+class DivergenceError(RuntimeError):
+    """Training stopped: the loss (or a sparse layer's weights) is not finite."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -111,12 +125,16 @@ class Run:
         self.quiet = quiet
         if c.threads:
             torch.set_num_threads(c.threads)
+        else:  # recorded, so that a resume runs with the same number (results depend on it)
+            c.threads = torch.get_num_threads()
         self.device = resolve_device(c.device)
-        self.ctx = distributed.setup(self.device)
+        self.ctx = distributed.setup(self.device, c.dist_timeout)
         if self.ctx.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.ctx.local_rank)
             torch.cuda.set_device(self.device)
         self.run_dir = run_dir or c.out or default_run_dir(c)
+        if os.path.exists(self.run_dir) and not os.path.isdir(self.run_dir):
+            raise ConfigError(f"--out {self.run_dir} is a file, not a folder: choose another --out")
         if not resume and list_checkpoints(self.run_dir):
             raise ConfigError(f"--out {self.run_dir} already holds a run: --resume {self.run_dir} to continue it, or "
                               "choose another --out")
@@ -182,9 +200,12 @@ class Run:
         return os.path.join(self.run_dir, name)
 
     def _write_start(self) -> None:
-        os.makedirs(self.run_dir, exist_ok=True)
-        atomic_write_text(json.dumps(self.config.as_dict(), indent=2) + "\n", self.path("config.json"))
-        open(self.path("metrics.jsonl"), "w").close()
+        try:
+            os.makedirs(self.run_dir, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--out {self.run_dir}: cannot create the run folder ({exc.strerror})") from None
+        atomic_write_text(strict_json.dumps(self.config.as_dict(), indent=2) + "\n", self.path("config.json"))
+        atomic_write_text("", self.path("metrics.jsonl"))
 
     def _state(self) -> dict:
         training = self.sparse.state_dict() if self.sparse is not None else {
@@ -194,17 +215,32 @@ class Run:
                 "rng": torch.get_rng_state(), "config": self.config.as_dict()}
 
     def _resume(self) -> None:
-        state = load_latest(self.run_dir, map_location=self.device)
-        if self.sparse is not None:
-            self.sparse.load_state_dict(state["training"])
-        else:
-            self.model.load_state_dict(state["training"]["model"])
-            self.optimizer.load_state_dict(state["training"]["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self._step = int(state["epoch"]), int(state["step"])
-        self.lr_trace = [tuple(x) for x in state["lr_trace"]]
-        self.metrics = list(state["metrics"])
-        torch.set_rng_state(state["rng"].cpu())
+        removed = remove_temporaries(self.run_dir)
+        if removed:
+            self._say(f"removed {len(removed)} temporary file(s) of an interrupted write: {', '.join(removed)}")
+        state, path = load_latest(self.run_dir, map_location=self.device)
+        self._say(f"resuming from {path} (SHA-256 verified)")
+        mine, theirs = self.config.as_dict(), state.get("config")
+        if not isinstance(theirs, dict):
+            raise CheckpointError(f"{path} is not a checkpoint of a suptickets train run (no configuration)")
+        differ = sorted(k for k in mine if k not in _RESUMABLE_FIELDS and theirs.get(k) != mine[k])
+        if differ:
+            raise CheckpointError(f"{path} was written by a run with other options than {self.path('config.json')} "
+                                  f"({', '.join(differ[:6])}): it belongs to another run")
+        try:
+            if self.sparse is not None:
+                self.sparse.load_state_dict(state["training"])
+            else:
+                self.model.load_state_dict(state["training"]["model"])
+                self.optimizer.load_state_dict(state["training"]["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.epoch, self._step = int(state["epoch"]), int(state["step"])
+            self.lr_trace = [tuple(x) for x in state["lr_trace"]]
+            self.metrics = list(state["metrics"])
+            torch.set_rng_state(state["rng"].cpu())
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{path} does not fit this run ({first})") from None
 
     # ---- training ----------------------------------------------------------------------------
 
@@ -214,7 +250,8 @@ class Run:
             if self.epoch == 0:
                 self._write_start()
             else:  # metrics.jsonl as of the checkpoint
-                atomic_write_text("".join(json.dumps(m) + "\n" for m in self.metrics), self.path("metrics.jsonl"))
+                atomic_write_text("".join(strict_json.dumps(m) + "\n" for m in self.metrics),
+                                  self.path("metrics.jsonl"))
             self._say(f"run folder {self.run_dir}: {c.dataset} ({self.data.train_size} training images), {c.model}, "
                       f"{c.method}{' + Sup-tickets' if self.boost else ''}, sparsity {c.sparsity}, "
                       f"{self.total_steps} steps on {self.device}"
@@ -224,7 +261,12 @@ class Run:
                           f"{self.boost.cycle} steps, tickets after steps {self.boost.collection_steps()}")
         start = time.perf_counter()
         while self.epoch < c.epochs:
-            self._train_epoch()
+            try:
+                self._train_epoch()
+            except RuntimeError as exc:  # a collective whose peer stalled or died: one line, naming it
+                if ctx.distributed and distributed.is_peer_failure(exc):
+                    raise distributed.peer_timeout(ctx, self._step + 1, exc) from None
+                raise
         train_time = time.perf_counter() - start
         summary = self._finish(train_time)
         distributed.teardown(ctx)
@@ -242,21 +284,9 @@ class Run:
         began = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0.0, 0.0
         for x, y in self.data.train_batches(epoch, c.batch_size, c.seed, ctx.rank, ctx.world):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            out = self.model(x)
-            loss = F.cross_entropy(out, y, reduction="sum")
-            self.optimizer.zero_grad(set_to_none=True)
-            (loss / c.batch_size).backward()  # this rank's share of the global batch's mean loss
-            if ctx.distributed:
-                distributed.all_reduce_gradients(self.model)
-            if self.sparse is not None:
-                self.sparse.step()
-            else:
-                self.optimizer.step()
-            self.scheduler.step()
-            self._step += 1
+            out, loss = self._train_step(epoch, x, y)
             loss_sum += float(loss.detach())
-            correct += float((out.detach().argmax(1) == y).sum())
+            correct += float((out.detach().argmax(1) == y.to(out.device)).sum())
             seen += y.numel()
             if bar is not None:
                 bar.update(c.batch_size)
@@ -277,8 +307,7 @@ class Run:
                 test = evaluate_batches(self.model, self.data.test_batches(512), self.device)
                 row.update(test_accuracy=test["accuracy"], test_nll=test["nll"], test_ece=test["ece"])
             self.metrics.append(row)
-            with open(self.path("metrics.jsonl"), "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_text(strict_json.dumps(row) + "\n", self.path("metrics.jsonl"))
             save_checkpoint(self._state(), self.run_dir, epoch, c.keep_checkpoints)
             test_txt = f", test acc {100 * row['test_accuracy']:.2f} %" if "test_accuracy" in row else ""
             self._walls.append(time.perf_counter() - began)  # training, test and checkpoint
@@ -288,6 +317,33 @@ class Run:
                       f"{row['density']:.4f}, {row['images_per_s']:.0f} img/s, ETA {eta}")
         if ctx.distributed:
             torch.distributed.barrier()
+
+    def _train_step(self, epoch: int, x, y):
+        """One optimizer step on the batch ``(x, y)``; stops (``DivergenceError``) before applying
+        a step whose loss, or whose sparse layers' weights or gradients, are not finite."""
+        c, ctx = self.config, self.ctx
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        out = self.model(x)
+        loss = F.cross_entropy(out, y, reduction="sum")
+        loss_value = float(loss.detach())
+        if ctx.distributed:  # every rank sees the global loss and stops at the same step
+            loss_value = distributed.all_reduce_sum([loss_value], self.device)[0]
+        if not math.isfinite(loss_value):
+            raise self._diverged(epoch, f"the training loss is {loss_value}")
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss / c.batch_size).backward()  # this rank's share of the global batch's mean loss
+        if ctx.distributed:
+            distributed.all_reduce_gradients(self.model)
+        if self.sparse is not None:
+            try:
+                self.sparse.step()
+            except ValueError as exc:  # non-finite weights or scores before a topology update
+                raise self._diverged(epoch, str(exc)) from None
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self._step += 1
+        return out, loss
 
     def _finish(self, train_time: float) -> dict:
         c, ctx = self.config, self.ctx
@@ -325,7 +381,7 @@ class Run:
             "explorations": self.boost.exploration_steps() if self.boost else [],
         }
         atomic_save(output.state_dict(), self.path("model.pt"))
-        atomic_write_text(json.dumps(summary, indent=2) + "\n", self.path("summary.json"))
+        atomic_write_text(strict_json.dumps(summary, indent=2) + "\n", self.path("summary.json"))
         write_plots(self.run_dir, lr_trace=self.lr_trace, steps_per_epoch=self.steps_per_epoch, metrics=self.metrics,
                     table=table, tickets=summary["tickets"], explorations=summary["explorations"])
         atomic_write_text(markdown(summary, self.config.as_dict(), str(table), str(train_flops)),
@@ -333,6 +389,12 @@ class Run:
         print(f"\n{result_table(summary)}\n\nper-layer sparsity of the output network:\n{table}\n\n"
               f"run folder: {self.run_dir} (report.md, summary.json, metrics.jsonl, plots, checkpoints)")
         return summary
+
+    def _diverged(self, epoch: int, what: str) -> DivergenceError:
+        found = list_checkpoints(self.run_dir)
+        last = f"the last good checkpoint is {found[-1][1]}" if found else "no checkpoint was written yet"
+        return DivergenceError(f"training diverged at epoch {epoch}, step {self._step + 1}: {what}; {last} "
+                               "(a resume would diverge the same way: lower --lr and start a new run)")
 
     def _say(self, text: str) -> None:
         if not self.quiet and self.ctx.main:
