@@ -68,6 +68,16 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+def check_writable(run_dir: str) -> None:
+    """``ConfigError`` before any work when the run folder (or the folder it would be made in)
+    cannot be written."""
+    existing = os.path.abspath(run_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {run_dir}: cannot create the run folder ({existing} is not writable)")
+
+
 def default_run_dir(c: Config) -> str:
     name = f"{c.dataset}-{c.model}-{c.method}{'-sup' if c.sup_tickets else ''}-{round(100 * c.sparsity)}"
     base = os.path.join("runs", name)
@@ -135,6 +145,8 @@ class Run:
         self.run_dir = run_dir or c.out or default_run_dir(c)
         if os.path.exists(self.run_dir) and not os.path.isdir(self.run_dir):
             raise ConfigError(f"--out {self.run_dir} is a file, not a folder: choose another --out")
+        if self.ctx.main:
+            check_writable(self.run_dir)
         if not resume and list_checkpoints(self.run_dir):
             raise ConfigError(f"--out {self.run_dir} already holds a run: --resume {self.run_dir} to continue it, or "
                               "choose another --out")
@@ -215,9 +227,9 @@ class Run:
                 "rng": torch.get_rng_state(), "config": self.config.as_dict()}
 
     def _resume(self) -> None:
-        removed = remove_temporaries(self.run_dir)
-        if removed:
-            self._say(f"removed {len(removed)} temporary file(s) of an interrupted write: {', '.join(removed)}")
+        if not list_checkpoints(self.run_dir):  # stopped before its first checkpoint: start it again
+            self._say(f"{self.run_dir} has no checkpoint yet: the run starts from its beginning")
+            return
         state, path = load_latest(self.run_dir, map_location=self.device)
         self._say(f"resuming from {path} (SHA-256 verified)")
         mine, theirs = self.config.as_dict(), state.get("config")
@@ -247,6 +259,9 @@ class Run:
     def train(self) -> dict:
         c, ctx = self.config, self.ctx
         if ctx.main:
+            removed = remove_temporaries(self.run_dir)
+            if removed:
+                self._say(f"removed {len(removed)} temporary file(s) of an interrupted write: {', '.join(removed)}")
             if self.epoch == 0:
                 self._write_start()
             else:  # metrics.jsonl as of the checkpoint
