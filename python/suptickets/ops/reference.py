@@ -24,10 +24,8 @@ def dense_weight(values: torch.Tensor, layout) -> torch.Tensor:
 
 def conv_weight(values: torch.Tensor, layout, kernel_size) -> torch.Tensor:
     """The 4-D conv weight ``[out, in, kh, kw]`` whose 2-D view ``W.permute(0, 2, 3, 1).reshape(out, kh*kw*in)``
-    is :func:`dense_weight`."""
-    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    R, C = layout.shape
-    return dense_weight(values, layout).view(R, kh, kw, C // (kh * kw)).permute(0, 3, 1, 2)
+    is :func:`dense_weight` (``BlockLayout.conv_weight``)."""
+    return layout.conv_weight(values, kernel_size)
 
 
 def bsr_linear(x, values, layout, bias=None):

@@ -96,9 +96,7 @@ class SparseConv2d(BlockSparseWeight):
 
     def weight4d(self) -> torch.Tensor:
         """The dense ``[out, in, kh, kw]`` weight (for conversion and tests)."""
-        kh, kw = self.kernel_size
-        R, C = self.layout.shape
-        return self.layout.dense_weight(self.values).view(R, kh, kw, C // (kh * kw)).permute(0, 3, 1, 2)
+        return self.layout.conv_weight(self.values, self.kernel_size)
 
     @classmethod
     def from_dense(cls, module: nn.Conv2d, *, density=None, mask=None, block_size=(32, 32)) -> "SparseConv2d":

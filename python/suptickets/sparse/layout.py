@@ -223,6 +223,13 @@ class BlockLayout:
         grid = grid.index_put((self.rows.long(), self.cols.long()), values)
         return grid.permute(0, 2, 1, 3).reshape(R, C)
 
+    def conv_weight(self, values: torch.Tensor, kernel_size) -> torch.Tensor:
+        """The 4-D conv weight ``[out, in, kh, kw]`` whose 2-D view ``W.permute(0, 2, 3, 1).reshape(out,
+        kh*kw*in)`` (taps outer, input channels inner) is :meth:`dense_weight` ``(values)``."""
+        kh, kw = _as_pair(kernel_size, "kernel_size")
+        R, C = self.shape
+        return self.dense_weight(values).view(R, kh, kw, C // (kh * kw)).permute(0, 3, 1, 2)
+
     def block_values(self, weight2d: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`dense_weight`: the ``[nnz, br, bc]`` blocks of a dense ``[R, C]``
         matrix at this layout's slots."""
