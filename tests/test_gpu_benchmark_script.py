@@ -79,3 +79,17 @@ def test_gpu_time_waits_until_the_calls_are_queued_behind_the_sleep(monkeypatch)
     sleeps.clear()
     assert bench.gpu_ms(lambda: None, repeats=3, calls=10, warmup=0) == 50.0
     assert 8 <= len(sleeps) <= 10 and sleeps[-1] > 0.25 * 2e9
+
+
+def test_run_all_finds_both_packages_without_an_install():
+    """The GPU image has torch and triton but not this package: run_all.sh's PYTHONPATH alone must
+    find suptickets (python/) and suptickets_kernels (the top level)."""
+    script = open(os.path.join(ROOT, "benchmarks", "gpu", "run_all.sh")).read()
+    line = next(line for line in script.splitlines() if line.startswith("export PYTHONPATH="))
+    path = subprocess.run(["bash", "-c", f"cd {ROOT} && PYTHONPATH= && {line.split('  #')[0]} && echo $PYTHONPATH"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    probe = ("import importlib.util, sys; sys.path[:0] = sys.argv[1].split(':'); "
+             "print([importlib.util.find_spec(m).origin for m in ('suptickets', 'suptickets_kernels')])")
+    out = subprocess.run([sys.executable, "-S", "-c", probe, path], capture_output=True, text=True, check=True,
+                         cwd="/").stdout  # not the checkout: only the path may find them
+    assert os.path.join(ROOT, "python", "suptickets") in out and os.path.join(ROOT, "suptickets_kernels") in out, out

@@ -1,7 +1,7 @@
 """The GPU check and benchmark of the Triton kernels, in one run (``run_all.sh`` calls it).
 
-    PYTHONPATH=python python benchmarks/gpu/bench_gpu.py            # on a CUDA GPU (H200: < 5 min)
-    PYTHONPATH=python TRITON_INTERPRET=1 python benchmarks/gpu/bench_gpu.py --smoke   # the script's logic on CPU
+    PYTHONPATH=python:. python benchmarks/gpu/bench_gpu.py          # on a CUDA GPU (H200: < 5 min)
+    PYTHONPATH=python:. TRITON_INTERPRET=1 python benchmarks/gpu/bench_gpu.py --smoke   # the script's logic on CPU
 
 1. **Check**: every Triton kernel (linear and conv forward, dX, dvalues; block and gradient
    scores; the superposition merge) against the reference on the device, bf16 and fp32, each

@@ -7,7 +7,7 @@
 # The interpreter is python3 (the CUDA image's, which holds torch and triton), or $PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/python:$PWD${PYTHONPATH:+:$PYTHONPATH}"  # suptickets and suptickets_kernels
 export TRITON_DEFAULT_FP_FUSION=1
 unset TRITON_INTERPRET
 py="${PYTHON:-$(command -v python3 || command -v python)}"
