@@ -100,10 +100,25 @@ def test_temporary_files_of_a_killed_write_are_removed_and_never_taken(tmp_path,
     out = _short_run(tmp_path, epochs=2)
     for folder in (out, out / "checkpoints"):
         (folder / ".tmp-abc123").write_bytes(b"half a checkpoint")
-    (out / "checkpoints" / "epoch-0009.pt").write_bytes(b"unsealed: no digest")  # a write killed before its seal
+    (out / "checkpoints" / "epoch-0009.pt").write_bytes(b"unsealed: no digest")  # never taken for a checkpoint
     assert [e for e, _ in list_checkpoints(str(out))] == [1, 2]
     assert cli.main(["train", "--resume", str(out), "--quiet"]) == 0
     assert not [n for d in (out, out / "checkpoints") for n in os.listdir(d) if n.startswith(".tmp-")]
+
+
+def test_a_checkpoint_without_its_seal_is_not_resumed_from(tmp_path, capsys):
+    """A seal is written before its checkpoint appears: a checkpoint without one comes from an older
+    suptickets, and is named, with how to seal it, instead of being trusted or silently skipped."""
+    out = _short_run(tmp_path, epochs=1)
+    for path in (out / "checkpoints").glob("*.sha256"):
+        path.unlink()
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out), "--quiet"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "epoch-0001.pt has no SHA-256 seal" in line and "sha256sum" in line
+    assert cli.main(["train", "--model", "mlp", "--epochs", "1", "--no-sup-tickets", "--update-every", "10",
+                     "--quiet", "--out", str(out)]) == 2
+    assert "already holds a run" in _one_line(capsys.readouterr().err)  # and it is not overwritten
 
 
 class _Planted:

@@ -3,10 +3,11 @@ read without executing code.
 
 ``checkpoints/epoch-0007.pt`` holds everything a resume needs after epoch 7, and
 ``epoch-0007.pt.sha256`` its SHA-256 (``sha256sum -c`` reads it). The checkpoint is
-serialised in memory, written to a temporary file in the same folder, flushed to disk and
-renamed over its final name; then its digest is written the same way. A checkpoint counts
-only once its digest is there ("sealed"): a crash leaves the old set of checkpoints or the new
-one, never half a file taken for a checkpoint. Temporary files of a killed write (``.tmp-*``)
+serialised in memory and written to a temporary file in the same folder, flushed to disk;
+its digest is written (the same way) and only then is the checkpoint renamed over its final
+name. A checkpoint counts only with its digest ("sealed"): a crash leaves the old set of
+checkpoints or the new one, never half a file taken for a checkpoint, and a checkpoint without
+a seal can only come from a suptickets older than the seals. Temporary files of a killed write (``.tmp-*``)
 are removed by :func:`remove_temporaries` at the next start. Files are read with
 ``torch.load(weights_only=True)``: tensors and plain containers only, so a planted file cannot
 run code. A checkpoint whose bytes do not match its digest is reported by name, with the
@@ -46,9 +47,10 @@ def _write_error(exc: OSError, path: str) -> CheckpointError:
     return CheckpointError(f"could not write {path}: {exc.strerror or exc}")
 
 
-def atomic_write_bytes(data: bytes, path: str) -> None:
+def atomic_write_bytes(data: bytes, path: str, before_rename=None) -> None:
     """``data`` into ``path`` through a temporary file of the same folder, fsync and an atomic
-    rename; on any failure the temporary file is removed and ``CheckpointError`` says why."""
+    rename (``before_rename()`` is called just before it); on any failure the temporary file is
+    removed and ``CheckpointError`` says why."""
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
@@ -59,6 +61,8 @@ def atomic_write_bytes(data: bytes, path: str) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
@@ -87,14 +91,15 @@ def digest_path(path: str) -> str:
 
 
 def atomic_save(obj, path: str) -> str:
-    """``torch.save(obj)`` written atomically to ``path``, then its SHA-256 beside it (the seal).
-    Returns the hex digest."""
+    """``torch.save(obj)`` written atomically to ``path`` with its SHA-256 beside it (the seal),
+    the seal first: the file appears only once its seal is there, so a checkpoint without one
+    can only have been written by a suptickets older than the seals. Returns the hex digest."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    atomic_write_bytes(data, path)
-    atomic_write_text(f"{digest}  {os.path.basename(path)}\n", digest_path(path))
+    atomic_write_bytes(data, path, before_rename=lambda: atomic_write_text(
+        f"{digest}  {os.path.basename(path)}\n", digest_path(path)))
     return digest
 
 
@@ -113,6 +118,15 @@ def remove_temporaries(run_dir: str) -> list[str]:
                     os.remove(os.path.join(folder, name))
                     removed.append(name)
     return removed
+
+
+def unsealed_checkpoints(run_dir: str) -> list[str]:
+    """Checkpoint files without a digest (written by an older suptickets): never resumed from."""
+    folder = checkpoint_dir(run_dir)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                  if _NAME.match(n) and not os.path.isfile(os.path.join(folder, n + DIGEST_SUFFIX)))
 
 
 def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:

@@ -35,6 +35,7 @@ from .checkpoint import (
     load_latest,
     remove_temporaries,
     save_checkpoint,
+    unsealed_checkpoints,
 )
 from .config import Config, ConfigError
 from .data import load_dataset
@@ -147,7 +148,7 @@ class Run:
             raise ConfigError(f"--out {self.run_dir} is a file, not a folder: choose another --out")
         if self.ctx.main:
             check_writable(self.run_dir)
-        if not resume and list_checkpoints(self.run_dir):
+        if not resume and (list_checkpoints(self.run_dir) or unsealed_checkpoints(self.run_dir)):
             raise ConfigError(f"--out {self.run_dir} already holds a run: --resume {self.run_dir} to continue it, or "
                               "choose another --out")
         torch.manual_seed(c.seed)
@@ -227,6 +228,12 @@ class Run:
                 "rng": torch.get_rng_state(), "config": self.config.as_dict()}
 
     def _resume(self) -> None:
+        unsealed = unsealed_checkpoints(self.run_dir)
+        if unsealed and not list_checkpoints(self.run_dir):
+            name = os.path.basename(unsealed[-1])
+            raise CheckpointError(f"{unsealed[-1]} has no SHA-256 seal (a suptickets older than the seals wrote it), "
+                                  f"so it cannot be verified: if you trust it, `sha256sum {name} > {name}.sha256` "
+                                  "in its folder seals it; or delete it to start the run again")
         if not list_checkpoints(self.run_dir):  # stopped before its first checkpoint: start it again
             self._say(f"{self.run_dir} has no checkpoint yet: the run starts from its beginning")
             return
