@@ -82,8 +82,9 @@ def peer_timeout(ctx: Context, step: int, exc: BaseException) -> PeerTimeout:
         pass
     who = ", ".join(f"rank {r}" for r in silent) if silent else "a peer process"
     first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-    return PeerTimeout(f"{who} did not answer within --dist-timeout {ctx.timeout_s:g} s (rank {ctx.rank} waited at "
-                       f"step {step}); the job stops ({first})")
+    timed_out = any(w in str(exc).lower() for w in ("timed out", "timeout"))
+    what = f"did not answer within --dist-timeout {ctx.timeout_s:g} s" if timed_out else "is gone (connection lost)"
+    return PeerTimeout(f"{who} {what} (rank {ctx.rank} waited at step {step}); the job stops ({first})")
 
 
 def teardown(ctx: Context) -> None:
