@@ -65,6 +65,14 @@ CASES = [
 STRIDED = [4, 5]
 
 
+def _ints(text):
+    return tuple(int(v) for v in text.split(","))
+
+
+def _floats(text):
+    return tuple(float(v) for v in text.split(","))
+
+
 def make_layer(case, density, block):
     return case["dense"]() if density is None else case["sparse"](density, block)
 
@@ -121,6 +129,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--strided", action="store_true",
                         help="only the strided (ResNet downsampling) convs, density 0.1, block 32")
+    parser.add_argument("--blocks", type=_ints, default=None, help="block sides, e.g. 1,8,32 (1: unstructured)")
+    parser.add_argument("--densities", type=_floats, default=None, help="densities, e.g. 0.1,0.05")
+    parser.add_argument("--cases", type=_ints, default=None,
+                        help="layer indices into CASES (0: Linear 1024->4096, 3: Conv3x3 128->128 32x32, ...)")
     parser.add_argument("--peak-of", nargs=3, metavar=("CASE", "DENSITY", "BLOCK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_of:
@@ -129,7 +141,11 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
     densities, blocks = ((0.1,), (32,)) if args.quick or args.strided else (DENSITIES, BLOCKS)
-    if args.strided:
+    densities = args.densities or densities
+    blocks = args.blocks or blocks
+    if args.cases:
+        cases = args.cases
+    elif args.strided:
         cases = STRIDED
     elif args.quick:
         cases = [0, 2]

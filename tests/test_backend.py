@@ -26,7 +26,7 @@ def test_every_op_has_an_entry_and_the_reference():
 @pytest.mark.parametrize("op, block, dtype, expected", [
     ("bsr_linear", (16, 16), torch.float32, ["cpu", "triton"]),
     ("bsr_linear", (4, 8), torch.float64, ["cpu"]),
-    ("bsr_linear", (1, 1), torch.float32, []),
+    ("bsr_linear", (1, 1), torch.float32, ["cpu"]),
     ("bsr_conv2d", (32, 16), torch.float16, ["triton"]),
     ("block_scores", (1, 1), torch.float32, ["cpu", "triton"]),
     ("linear_grad_scores", (1, 1), torch.float32, ["cpu"]),
@@ -42,7 +42,8 @@ def test_implementations_follow_the_table(op, block, dtype, expected):
 
 def test_reasons_name_what_a_backend_cannot_take():
     x = torch.empty(0)
-    assert "(1, 1)" in backend.eligible("bsr_linear", "cpu", x, block_size=(1, 1))
+    assert backend.eligible("bsr_linear", "cpu", x, block_size=(1, 1)) is None  # the element kernels
+    assert "(1, 1)" in backend.eligible("bsr_linear", "triton", x, block_size=(1, 1), forced=True)
     assert "bfloat16" in backend.eligible("bsr_linear", "cpu", x.bfloat16(), block_size=(16, 16))
     assert "powers of two >= 16" in backend.eligible("bsr_linear", "triton", x, block_size=(8, 8), forced=True)
     assert "no triton kernel" in backend.eligible("prune_grow", "triton", x)

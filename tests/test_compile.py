@@ -8,10 +8,11 @@ import suptickets as st
 pytestmark = pytest.mark.slow
 
 
-def test_compiled_model_matches_eager_forward_and_backward():
+@pytest.mark.parametrize("block", [(16, 16), (1, 1)], ids=["16x16", "1x1"])
+def test_compiled_model_matches_eager_forward_and_backward(block):
     torch.manual_seed(0)
-    model = nn.Sequential(st.SparseConv2d(16, 32, 3, padding=1, density=0.5, block_size=(16, 16)), nn.ReLU(),
-                          nn.Flatten(), st.SparseLinear(32 * 6 * 6, 16, density=0.25, block_size=(16, 16)))
+    model = nn.Sequential(st.SparseConv2d(16, 32, 3, padding=1, density=0.5, block_size=block), nn.ReLU(),
+                          nn.Flatten(), st.SparseLinear(32 * 6 * 6, 16, density=0.25, block_size=block))
     x = torch.randn(4, 16, 6, 6)
     compiled = torch.compile(model, fullgraph=True)
     y_eager = model(x)

@@ -1,4 +1,4 @@
-"""Every instruction-set path of the CPU tiles (AVX-512, AVX2, portable) against the reference.
+"""Every instruction-set path of the CPU tiles and element kernels (AVX-512, AVX2, portable) against the reference.
 
 The path is chosen once per process, so each runs in a subprocess with SUPTICKETS_CPU_ISA
 capping it; a path the CPU lacks falls back to the best one it has (said in the output).
@@ -19,7 +19,7 @@ from suptickets.ops import reference
 from helpers import make_layout
 torch.manual_seed(0)
 worst = 0.0
-for block in [(8, 8), (16, 16), (32, 32), (16, 32), (64, 64), (8, 24)]:
+for block in [(1, 1), (2, 2), (1, 8), (8, 8), (16, 16), (32, 32), (16, 32), (64, 64), (8, 24)]:
     layout = make_layout((2 * block[0], 9 * 2 * block[1]), block, "half")
     v = torch.randn(layout.nnz, *block, requires_grad=True)
     x = torch.randn(3, 2 * block[1], 6, 5, requires_grad=True)
@@ -30,6 +30,16 @@ for block in [(8, 8), (16, 16), (32, 32), (16, 32), (64, 64), (8, 24)]:
             out = [y] + list(g)
         else:
             worst = max(worst, *[(a - b).abs().max().item() for a, b in zip(out, [y] + list(g))])
+for block in [(1, 1), (4, 2)]:  # rows of 300 samples: every vector count of the element kernels
+    layout = make_layout((8 * block[0], 40 * block[1]), block, "sparse")
+    v = torch.randn(layout.nnz, *block, requires_grad=True)
+    x = torch.randn(300, 40 * block[1], requires_grad=True)
+    b = torch.randn(8 * block[0], requires_grad=True)
+    out = []
+    for fn in (st.ops.bsr_linear, reference.bsr_linear):
+        y = fn(x, v, layout, b)
+        out.append([y] + list(torch.autograd.grad(y, (x, v, b), torch.ones_like(y))))
+    worst = max(worst, *[(p - q).abs().max().item() for p, q in zip(*out)])
 print(st.ops.simd_level(), worst)
 """
 

@@ -20,10 +20,10 @@ METHODS = {
 }
 
 
-def new_run(name, opt, seed, total=24):
+def new_run(name, opt, seed, total=24, block=(8, 8)):
     torch.manual_seed(seed)  # a different seed gives a different model before loading
     distribution = "uniform" if name == "granet" else "erk"
-    model = st.sparsify(small_model(), density=0.5, distribution=distribution, block_size=(8, 8))
+    model = st.sparsify(small_model(), density=0.5, distribution=distribution, block_size=block)
     if opt == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     else:
@@ -40,19 +40,23 @@ def run(model, optimizer, sparse, steps):
         sparse.step()
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adamw"])
-@pytest.mark.parametrize("name", list(METHODS))
-def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(name, opt):
-    model_a, opt_a, sparse_a = new_run(name, opt, seed=0)
+RESUME_CASES = [(name, opt, (8, 8)) for name in METHODS for opt in ("sgd", "adamw")] + [
+    ("rigl", "sgd", (1, 1)), ("set", "adamw", (1, 1))]  # unstructured: the element kernels
+
+
+@pytest.mark.parametrize("name, opt, block", RESUME_CASES)
+def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(name, opt, block, force_backend):
+    force_backend("cpu")
+    model_a, opt_a, sparse_a = new_run(name, opt, seed=0, block=block)
     run(model_a, opt_a, sparse_a, range(1, 25))
 
-    model_b, opt_b, sparse_b = new_run(name, opt, seed=0)
+    model_b, opt_b, sparse_b = new_run(name, opt, seed=0, block=block)
     run(model_b, opt_b, sparse_b, range(1, 11))
     buffer = io.BytesIO()
     torch.save(sparse_b.state_dict(), buffer)
     del model_b, opt_b, sparse_b
 
-    model_c, opt_c, sparse_c = new_run(name, opt, seed=123)
+    model_c, opt_c, sparse_c = new_run(name, opt, seed=123, block=block)
     buffer.seek(0)
     sparse_c.load_state_dict(torch.load(buffer, weights_only=False))
     assert sparse_c.step_count == 10
@@ -68,14 +72,55 @@ def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(name, opt):
         assert sparse_a.history
 
 
-def test_no_dense_sized_tensor_is_allocated_in_a_step_of_a_large_layer(force_backend):
+def _largest_allocations(fn):
+    """{op name: its largest CPU allocation in bytes} while fn() runs."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    sizes: dict = {}
+    for e in prof.events():
+        if e.cpu_memory_usage > 0:
+            sizes[e.name] = max(sizes.get(e.name, 0), e.cpu_memory_usage)
+    return sizes
+
+
+def test_unstructured_steps_allocate_a_dense_size_only_for_the_rigl_score(force_backend):
+    """(1, 1) blocks: forward, backward and the optimizer of a 2048 x 2048 layer allocate nothing of the
+    dense weight's size; a RigL update allocates one tensor of that size, its gradient-score matrix
+    (one score per weight position, as RigL's growth criterion is defined), and nothing else."""
+    force_backend("cpu")
+    torch.manual_seed(0)
+    R = C = 2048
+    model = nn.Sequential(st.SparseLinear(C, R, density=0.1, block_size=(1, 1)), nn.ReLU(),
+                          st.SparseLinear(R, 64, density=0.2, block_size=(1, 1)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    sparse = st.SparseTraining(model, optimizer, st.RigL(update_every=2, end=0.9), total_steps=10)
+    x, y = torch.randn(256, C), torch.randint(0, 64, (256,))
+    dense_bytes = R * C * 4
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        sparse.step()
+
+    step()  # step 1: no update; workspaces grow
+    update = _largest_allocations(step)  # step 2: a RigL update
+    plain = _largest_allocations(step)  # step 3: no update
+    assert sparse.history and sparse.history[-1].step == 2
+    assert max(plain.values()) < dense_bytes / 2, plain
+    large = {name for name, size in update.items() if size >= dense_bytes / 2}
+    assert large <= {"suptickets::grad_scores", "aten::empty"} and "suptickets::grad_scores" in large, update
+
+
+@pytest.mark.parametrize("block", [(32, 32)], ids=["32x32"])
+def test_no_dense_sized_tensor_is_allocated_in_a_step_of_a_large_layer(block, force_backend):
     """Forward, backward, optimizer step and a RigL update (fused gradient score, selection,
     re-pack) of a 2048 x 2048 layer: no single allocation reaches the dense [R, C] size."""
     force_backend("cpu")  # the C++ kernels (the reference builds dense weights by design)
     torch.manual_seed(0)
     R = C = 2048
-    model = nn.Sequential(st.SparseLinear(C, R, density=0.1, block_size=(32, 32)), nn.ReLU(),
-                          st.SparseLinear(R, 64, density=0.2, block_size=(32, 32)))
+    model = nn.Sequential(st.SparseLinear(C, R, density=0.1, block_size=block), nn.ReLU(),
+                          st.SparseLinear(R, 64, density=0.2, block_size=block))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     sparse = st.SparseTraining(model, optimizer, st.RigL(update_every=1, end=0.9), total_steps=10)
     x, y = torch.randn(256, C), torch.randint(0, 64, (256,))

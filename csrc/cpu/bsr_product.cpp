@@ -4,6 +4,7 @@
 #include <ATen/Dispatch.h>
 
 #include "checks.h"
+#include "element_product.h"
 #include "workspace.h"
 
 namespace suptickets {
@@ -67,6 +68,10 @@ void product_forward(const ConvGeometry& g, const Tensor& x, const Strides& xs, 
   check_layout(g, values, L, op);
   check_bias(bias, values, g.Cout, op);
   if (g.B == 0 || g.Wo == 0) return;
+  if (element_kernels_run(g.br, g.bc)) {
+    const Tensor b = bias.has_value() ? bias->contiguous() : Tensor();
+    return element_product_forward(g, x, xs, values, L, b, y, strides_of(y));
+  }
   // blocks transposed to [nnz][bc][br] for the forward's tiles
   Tensor vt = scratch(kWeights, values.numel(), values.options()).view({values.size(0), g.bc, g.br});
   vt.copy_(values.transpose(1, 2));
@@ -88,6 +93,9 @@ void product_backward(const ConvGeometry& g, const Tensor& grad, const Strides& 
       if (t->defined()) t->zero_();
     return;
   }
+  if (element_kernels_run(g.br, g.bc))
+    return element_product_backward(g, grad, gs_strides, x, xs, values, L, out,
+                                    dx.defined() ? strides_of(dx) : Strides{});
   const Tensor vals = values.contiguous();
   // dY is packed once for both products, padded for a gathering dX.
   int64_t top = 0, left = 0;

@@ -30,6 +30,8 @@ struct Strides {
 };
 inline Strides nchw_strides(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
 inline Strides rows_as_pixels(const Tensor& t2d) { return {0, t2d.stride(1), 0, t2d.stride(0)}; }
+// A product's output: [N, C] rows as pixels, or a 4-D [B, C, H, W] tensor.
+inline Strides strides_of(const Tensor& t) { return t.dim() == 2 ? rows_as_pixels(t) : nchw_strides(t); }
 
 // Input and values of an operator `op`: CPU, one float dtype, values [nnz, br, bc].
 void check_operands(const Tensor& x, const Tensor& values, const char* op);

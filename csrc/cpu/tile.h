@@ -48,6 +48,12 @@ inline void store_fence() {
 #endif
 }
 
+// The instruction set the float32 kernels use: the best this CPU has, capped by
+// SUPTICKETS_CPU_ISA ("avx512", "avx2" or "generic") if set, so every path is
+// tested on one machine. Ordered: a higher value has every lower one.
+enum class Isa { kGeneric, kAvx2, kAvx512 };
+Isa cpu_isa();
+
 // Rows per tile that keep the accumulators of a `width`-wide tile in registers.
 template <class T>
 int tile_rows(int64_t width);

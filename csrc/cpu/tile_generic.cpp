@@ -50,10 +50,6 @@ void generic_run(const TileArgs<T>& t, int64_t mr, int64_t width) {
     }
 }
 
-enum class Isa { kGeneric, kAvx2, kAvx512 };
-
-// The best instruction set this CPU has, capped by SUPTICKETS_CPU_ISA
-// ("avx512", "avx2" or "generic") if set: how every tile kernel is tested on one machine.
 Isa detect_isa() {
   Isa best = Isa::kGeneric;
 #if SUPTICKETS_X86
@@ -78,6 +74,8 @@ Isa isa() {
 }
 
 }  // namespace
+
+Isa cpu_isa() { return isa(); }
 
 const char* simd_level() {
   switch (isa()) {

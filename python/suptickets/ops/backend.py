@@ -37,20 +37,16 @@ FLOATS_TRITON = (torch.float16, torch.bfloat16, torch.float32)
 @dataclass(frozen=True)
 class Takes:
     """What one backend of one op accepts: ``dtypes`` of its floating-point operands (``None``:
-    any), and block shapes: sides of at least ``min_block``, powers of two if ``pow2``, and
-    ``(1, 1)`` only if ``unit``."""
+    any), and block shapes: sides of at least ``min_block``, powers of two if ``pow2``."""
 
     dtypes: tuple[torch.dtype, ...] | None = FLOATS_CPU
     min_block: int = 1
     pow2: bool = False
-    unit: bool = True
 
     def block_reason(self, block_size) -> str | None:
         if block_size is None:
             return None
         block = tuple(int(b) for b in block_size)
-        if not self.unit and block == (1, 1):
-            return "block size (1, 1) is not taken"
         if any(b < self.min_block or (self.pow2 and b & (b - 1)) for b in block):
             return f"block size {block} (needs powers of two >= {self.min_block})"
         return None
@@ -69,8 +65,8 @@ _ANY_BLOCK_TRITON = Takes(FLOATS_TRITON, min_block=1, pow2=True)
 
 TABLE: dict[str, Entry] = {
     # products: the C++ tiles take any block but (1, 1); Triton's tl.dot needs powers of two >= 16
-    "bsr_linear": Entry({"cpu": Takes(unit=False), "triton": _PRODUCT_TRITON}),
-    "bsr_conv2d": Entry({"cpu": Takes(unit=False), "triton": _PRODUCT_TRITON}),
+    "bsr_linear": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
+    "bsr_conv2d": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
     # topology maintenance
     "block_scores": Entry({"cpu": Takes(), "triton": _ANY_BLOCK_TRITON}),
     "linear_grad_scores": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),

@@ -1,0 +1,405 @@
+// Loops of the element-sparse products (element_kernels.h): which runs, in which order, on
+// which thread. The vector arithmetic is in element_simd.inc (float32) and below (portable).
+#include "element_kernels.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "tile.h"
+
+namespace suptickets {
+namespace cpu {
+namespace {
+
+// Channels one packing work unit moves together (reads of channel-innermost inputs
+// and writes of channel-innermost outputs are runs of this many elements).
+constexpr int64_t kPackChannels = 16;
+// Pixel positions (pixel x batch) one packing work unit of a channel-innermost tensor moves.
+constexpr int64_t kPackRun = 64;
+// Bytes of activation rows a run's items read, kept within the L2 cache: runs are shortened
+// for layers with many channels.
+constexpr int64_t kRunBytes = int64_t(256) << 10;
+// Work units the product loops aim for (enough for dynamic scheduling to balance).
+constexpr int64_t kTargetUnits = 32;
+// Pixel-range parts of the dvalues reduction, summed afterwards in a fixed order.
+constexpr int64_t kMaxReductionParts = 4;
+
+// A stretch of one output (or dX) row: elements [e0, e0 + len) of row `oh`; `x` is the
+// input offset its tap-(0, 0) items read from (forward and dvalues only).
+struct Run {
+  int64_t oh, e0, len, x;
+};
+
+// The runs of rows of `width` pixels: one run per row span for stride 1 along W (pixel
+// = B), one per pixel otherwise, each cut at kElementRun.
+std::vector<Run> row_runs(int64_t rows, int64_t width, int64_t pixel, bool unit_w, int64_t max_len) {
+  std::vector<Run> runs;
+  const int64_t span = unit_w ? round_up(width * pixel, kElementAlign) : pixel;
+  for (int64_t h = 0; h < rows; ++h)
+    for (int64_t w = 0; w < (unit_w ? 1 : width); ++w)
+      for (int64_t e = 0; e < span; e += max_len) runs.push_back({h, w * pixel + e, std::min(max_len, span - e), 0});
+  return runs;
+}
+
+// The longest run whose reads over `channels` activation rows of `elem` bytes stay within
+// kRunBytes.
+int64_t run_length(int64_t channels, int64_t elem) {
+  const int64_t len = kRunBytes / std::max<int64_t>(1, channels * elem) / kElementAlign * kElementAlign;
+  return std::min(kElementRun, std::max(kElementAlign, len));
+}
+
+std::vector<Run> output_runs(const ConvGeometry& g, const ElementLayouts& el, int64_t elem) {
+  std::vector<Run> runs = row_runs(g.Ho, g.Wo, el.pixel, g.SW == 1, run_length(g.Cin * g.KH, elem));
+  for (Run& r : runs) {
+    const int64_t ow = r.e0 / el.pixel, b0 = r.e0 % el.pixel;
+    r.x = r.oh * g.SH * el.x.row + ow * g.SW * el.pixel + b0;
+  }
+  return runs;
+}
+
+// `n` items cut into `parts` contiguous ranges of about equal size.
+int64_t cut(int64_t n, int64_t parts, int64_t p) { return p * n / parts; }
+
+// Channels whose runs are computed into a tile before they are stored to the output
+// tensor together (runs of kPackChannels contiguous elements of a channel-innermost output).
+constexpr int64_t kStoreChannels = kPackChannels;
+
+// Stores the runs of channels [c0, c0 + n) of `run` (tile[c - c0][e]) into the tensor,
+// dropping the elements that are padding (w >= width or b >= B).
+template <class T>
+void store_tile(const T* tile, int64_t c0, int64_t n, const Run& run, int64_t pixel, const ElementOutput<T>& out) {
+  for (int64_t e = 0; e < run.len; ++e) {
+    const int64_t w = (run.e0 + e) / pixel, b = (run.e0 + e) % pixel;
+    if (w >= out.W || b >= out.B) continue;
+    T* dst = out.data + b * out.sb + c0 * out.sc + run.oh * out.sh + w * out.sw;
+    for (int64_t c = 0; c < n; ++c) dst[c * out.sc] = tile[c * kElementRun + e];
+  }
+}
+
+template <class T>
+void generic_gather(const T* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off, const T* value,
+                    T init, T* out, int64_t len) {
+  T acc[kElementRun];
+  std::fill(acc, acc + len, init);
+  for (int64_t g = 0; g < n_segs; ++g)
+    for (int64_t i = segs[g].begin; i < segs[g].end; ++i) {
+      const T* p = src + segs[g].base + off[i];
+      const T w = value[i];
+      for (int64_t e = 0; e < len; ++e) acc[e] += w * p[e];
+    }
+  std::copy(acc, acc + len, out);
+}
+
+template <class T>
+void generic_dot(const T* a, const T* src, int64_t base, const int64_t* off, int64_t n, T* acc, int64_t len) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T* p = src + base + off[i];
+    T s = 0;
+    for (int64_t e = 0; e < len; ++e) s += a[e] * p[e];
+    acc[i] += s;
+  }
+}
+
+}  // namespace
+
+template <>
+ElementMath<double> element_math<double>() {
+  return {generic_gather<double>, generic_dot<double>};
+}
+
+template <>
+ElementMath<float> element_math<float>() {
+  switch (cpu_isa()) {
+#if SUPTICKETS_X86
+    case Isa::kAvx512:
+      return {avx512::element_gather, avx512::element_dot};
+    case Isa::kAvx2:
+      return {avx2::element_gather, avx2::element_dot};
+#endif
+    default:
+      return {generic_gather<float>, generic_dot<float>};
+  }
+}
+
+ElementLayouts element_layouts(const ConvGeometry& g) {
+  ElementLayouts el{};
+  const bool unit_w = g.SW == 1;
+  const int64_t A = kElementAlign;
+  const int64_t p = unit_w ? g.B : round_up(g.B, A);
+  el.pixel = p;
+  // input: zero padded, and each row ends in at least A zeros (runs reach past the row)
+  el.x = {0, round_up(g.Wp() * p, A) + A, p, g.PH, g.PW};
+  el.x.plane = g.Hp() * el.x.row;
+  // dY: padded along W so that a stride-1 dX row span reads zeros where a tap falls outside
+  const int64_t left = unit_w ? std::max<int64_t>(0, (g.KW - 1) * g.DW - g.PW) : 0;
+  const int64_t right = unit_w ? std::max<int64_t>(0, g.W + g.PW - g.Wo) : 0;
+  el.dy = {0, round_up((left + g.Wo + right) * p, A) + A, p, 0, left};
+  el.dy.plane = g.Ho * el.dy.row;
+  el.x_numel = g.Cin * el.x.plane;
+  el.dy_numel = g.Cout * el.dy.plane;
+  return el;
+}
+
+template <class T>
+void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* values, const int32_t* rows,
+                     const int32_t* cols, const int32_t* row_ptr, const int32_t* col_ptr, const int32_t* col_perm,
+                     bool forward_items, bool column_items, ElementWeights<T>* w) {
+  const int64_t br = g.br, bc = g.bc, ncb = g.in_blocks(), taps = g.KH * g.KW;
+  if (forward_items) {
+    // output channel o = rb * br + i holds bc items per block of block-row rb
+    w->row_ptr.assign(g.Cout + 1, 0);
+    for (int64_t o = 0; o < g.Cout; ++o)
+      w->row_ptr[o + 1] = w->row_ptr[o] + (row_ptr[o / br + 1] - row_ptr[o / br]) * bc;
+    const int64_t n = w->row_ptr[g.Cout];
+    w->x_off.resize(n);
+    w->slot.resize(n);
+    w->value.resize(n);
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < g.Cout; ++o) {
+      const int64_t rb = o / br, i = o % br;
+      int64_t k = w->row_ptr[o];
+      for (int64_t s = row_ptr[rb]; s < row_ptr[rb + 1]; ++s) {
+        const int64_t tap = cols[s] / ncb, cb = cols[s] % ncb;
+        const int64_t shift = (tap / g.KW) * g.DH * el.x.row + (tap % g.KW) * g.DW * el.pixel;
+        for (int64_t j = 0; j < bc; ++j, ++k) {
+          w->x_off[k] = (cb * bc + j) * el.x.plane + shift;
+          w->slot[k] = (s * br + i) * bc + j;
+          w->value[k] = values[w->slot[k]];
+        }
+      }
+    }
+  }
+  if (column_items) {
+    // input channel c = cb * bc + j at tap t holds br items per block of block-column (t, cb)
+    w->col_ptr.assign(g.Cin * taps + 1, 0);
+    for (int64_t c = 0; c < g.Cin; ++c)
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t col = t * ncb + c / bc, u = c * taps + t;
+        w->col_ptr[u + 1] = w->col_ptr[u] + (col_ptr[col + 1] - col_ptr[col]) * br;
+      }
+    const int64_t n = w->col_ptr[g.Cin * taps];
+    w->dy_off.resize(n);
+    w->col_value.resize(n);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < g.Cin; ++c) {
+      const int64_t cb = c / bc, j = c % bc;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t col = t * ncb + cb;
+        int64_t k = w->col_ptr[c * taps + t];
+        for (int64_t q = col_ptr[col]; q < col_ptr[col + 1]; ++q) {
+          const int64_t s = col_perm[q];
+          for (int64_t i = 0; i < br; ++i, ++k) {
+            w->dy_off[k] = (rows[s] * br + i) * el.dy.plane;
+            w->col_value[k] = values[(s * br + i) * bc + j];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Copies every element of a tensor with element strides (sb, sc, sh, sw) into the planes `p`. A channel-innermost
+// tensor (sc == 1: [N, C] or channels_last) is moved in units of kPackRun pixel positions times all channels, 16
+// channels at a time, so both sides are read and written in runs; any other layout in units
+// of one channel row, read along W.
+template <class T>
+void copy_to_planes(T* planes, const Planes& p, const T* t, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb,
+                    int64_t sc, int64_t sh, int64_t sw) {
+  const int64_t positions = W * B;
+  if (sc == 1) {
+    const int64_t runs = (positions + kPackRun - 1) / kPackRun;
+#pragma omp parallel for schedule(static)
+    for (int64_t u = 0; u < H * runs; ++u) {
+      const int64_t h = u / runs, q0 = (u % runs) * kPackRun, q1 = std::min(positions, q0 + kPackRun);
+      T* prow = planes + (h + p.top) * p.row + p.left * p.pixel;
+      for (int64_t c0 = 0; c0 < C; c0 += kPackChannels) {
+        const int64_t c1 = std::min(C, c0 + kPackChannels);
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t w = q / B, b = q % B;
+          const T* src = t + b * sb + h * sh + w * sw;
+          T* dst = prow + w * p.pixel + b;
+          for (int64_t c = c0; c < c1; ++c) dst[c * p.plane] = src[c];
+        }
+      }
+    }
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t u = 0; u < C * H; ++u) {
+      const int64_t c = u / H, h = u % H;
+      T* prow = planes + c * p.plane + (h + p.top) * p.row + p.left * p.pixel;
+      for (int64_t b = 0; b < B; ++b) {
+        const T* src = t + b * sb + c * sc + h * sh;
+        for (int64_t w = 0; w < W; ++w) prow[w * p.pixel + b] = src[w * sw];
+      }
+    }
+  }
+}
+
+template <class T>
+void pack_planes(const T* src, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb, int64_t sc, int64_t sh,
+                 int64_t sw, const Planes& p, int64_t numel, T* dst, T* channel_sums) {
+  // zero the padding only: the rows above and below, each row's ends, the slack after the planes
+  const int64_t rows = p.plane / p.row, lead = p.left * p.pixel, tail = (p.left + W) * p.pixel;
+#pragma omp parallel for schedule(static)
+  for (int64_t u = 0; u < C * rows; ++u) {
+    T* r = dst + u * p.row;
+    const int64_t h = u % rows - p.top;
+    if (h < 0 || h >= H || p.pixel != B) {  // (a padded pixel holds zeros past the batch)
+      std::fill(r, r + p.row, T(0));
+    } else {
+      std::fill(r, r + lead, T(0));
+      std::fill(r + tail, r + p.row, T(0));
+    }
+  }
+  std::fill(dst + C * p.plane, dst + numel, T(0));
+  copy_to_planes<T>(dst, p, src, B, C, H, W, sb, sc, sh, sw);
+  if (channel_sums) {
+    // per channel, rows in order: a fixed summation order (padding adds zeros)
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; ++c) {
+      T s = 0;
+      for (int64_t h = 0; h < H; ++h) {
+        const T* r = dst + c * p.plane + (h + p.top) * p.row + p.left * p.pixel;
+        for (int64_t e = 0; e < W * p.pixel; ++e) s += r[e];
+      }
+      channel_sums[c] = s;
+    }
+  }
+}
+
+template <class T>
+void element_forward(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* xp,
+                     const T* bias, const ElementOutput<T>& y) {
+  const ElementMath<T> math = element_math<T>();
+  const std::vector<Run> runs = output_runs(g, el, sizeof(T));
+  const int64_t n_runs = static_cast<int64_t>(runs.size());
+  // Units: blocks of runs (their input stays in cache across the output channels) times
+  // blocks of output channels when there are few runs.
+  const int64_t run_blocks = std::min(n_runs, kTargetUnits);
+  const int64_t row_blocks = std::min(g.Cout, std::max<int64_t>(1, kTargetUnits / run_blocks));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t u = 0; u < run_blocks * row_blocks; ++u) {
+    const int64_t rb = u % row_blocks, kb = u / row_blocks;
+    const int64_t o0 = cut(g.Cout, row_blocks, rb), o1 = cut(g.Cout, row_blocks, rb + 1);
+    T tile[kStoreChannels * kElementRun];
+    for (int64_t r = cut(n_runs, run_blocks, kb); r < cut(n_runs, run_blocks, kb + 1); ++r) {
+      const Run run = runs[r];
+      for (int64_t c0 = o0; c0 < o1; c0 += kStoreChannels) {
+        const int64_t n = std::min(kStoreChannels, o1 - c0);
+        for (int64_t o = c0; o < c0 + n; ++o) {
+          const ElementSegment seg{w.row_ptr[o], w.row_ptr[o + 1], run.x};
+          math.gather(xp, &seg, 1, w.x_off.data(), w.value.data(), bias ? bias[o] : T(0), tile + (o - c0) * kElementRun,
+                      run.len);
+        }
+        store_tile(tile, c0, n, run, el.pixel, y);
+      }
+    }
+  }
+}
+
+template <class T>
+void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
+                        const ElementOutput<T>& dx) {
+  const ElementMath<T> math = element_math<T>();
+  const bool unit_w = g.SW == 1;
+  const std::vector<Run> runs = row_runs(g.H, g.W, el.pixel, unit_w, kElementRun);
+  const int64_t n_runs = static_cast<int64_t>(runs.size()), taps = g.KH * g.KW, p = el.pixel;
+  const int64_t run_blocks = std::min(n_runs, kTargetUnits);
+  const int64_t chan_blocks = std::min(g.Cin, std::max<int64_t>(1, kTargetUnits / run_blocks));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t u = 0; u < run_blocks * chan_blocks; ++u) {
+    const int64_t cbk = u % chan_blocks, kb = u / chan_blocks;
+    const int64_t c0 = cut(g.Cin, chan_blocks, cbk), c1 = cut(g.Cin, chan_blocks, cbk + 1);
+    std::vector<ElementSegment> segs(taps);
+    T tile[kStoreChannels * kElementRun];
+    std::vector<int64_t> seg_tap(taps);
+    for (int64_t r = cut(n_runs, run_blocks, kb); r < cut(n_runs, run_blocks, kb + 1); ++r) {
+      const Run run = runs[r];
+      const int64_t iw = run.e0 / p, b0 = run.e0 % p;
+      // the taps whose output pixel exists, and where their run starts in dY
+      int64_t n = 0;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t ki = t / g.KW, kj = t % g.KW;
+        const int64_t ohn = run.oh + g.PH - ki * g.DH;
+        if (ohn < 0 || ohn % g.SH != 0 || ohn / g.SH >= g.Ho) continue;
+        int64_t base = (ohn / g.SH) * el.dy.row;
+        if (unit_w) {
+          base += (g.PW - kj * g.DW + el.dy.left) * p + run.e0;
+        } else {
+          const int64_t own = iw + g.PW - kj * g.DW;
+          if (own < 0 || own % g.SW != 0 || own / g.SW >= g.Wo) continue;
+          base += (own / g.SW) * p + b0;
+        }
+        segs[n] = {0, 0, base};
+        seg_tap[n++] = t;
+      }
+      for (int64_t s0 = c0; s0 < c1; s0 += kStoreChannels) {
+        const int64_t m = std::min(kStoreChannels, c1 - s0);
+        for (int64_t c = s0; c < s0 + m; ++c) {
+          for (int64_t k = 0; k < n; ++k) {
+            segs[k].begin = w.col_ptr[c * taps + seg_tap[k]];
+            segs[k].end = w.col_ptr[c * taps + seg_tap[k] + 1];
+          }
+          math.gather(dyp, segs.data(), n, w.dy_off.data(), w.col_value.data(), T(0), tile + (c - s0) * kElementRun,
+                      run.len);
+        }
+        store_tile(tile, s0, m, run, el.pixel, dx);
+      }
+    }
+  }
+}
+
+template <class T>
+void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
+                         const T* xp, int64_t n_values, T* dvalues) {
+  const ElementMath<T> math = element_math<T>();
+  const std::vector<Run> runs = output_runs(g, el, sizeof(T));
+  const int64_t n_runs = static_cast<int64_t>(runs.size()), n_items = w.row_ptr[g.Cout];
+  // Units: blocks of output channels times `parts` ranges of runs. Each part sums into its
+  // own buffer and the parts are added in order afterwards; the cut depends on the shapes
+  // only, so results do not depend on the thread count.
+  const int64_t parts = std::max<int64_t>(1, std::min(n_runs, kMaxReductionParts));
+  const int64_t row_blocks = std::min(g.Cout, std::max<int64_t>(1, kTargetUnits / parts));
+  std::vector<T> partial(parts * n_items, T(0));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t u = 0; u < parts * row_blocks; ++u) {
+    const int64_t rb = u % row_blocks, part = u / row_blocks;
+    const int64_t o0 = cut(g.Cout, row_blocks, rb), o1 = cut(g.Cout, row_blocks, rb + 1);
+    T* acc = partial.data() + part * n_items;
+    for (int64_t r = cut(n_runs, parts, part); r < cut(n_runs, parts, part + 1); ++r) {
+      const Run run = runs[r];
+      const T* dy_run = dyp + run.oh * el.dy.row + el.dy.left * el.pixel + run.e0;
+      for (int64_t o = o0; o < o1; ++o) {
+        const int64_t i0 = w.row_ptr[o];
+        math.dot(dy_run + o * el.dy.plane, xp, run.x, w.x_off.data() + i0, w.row_ptr[o + 1] - i0, acc + i0, run.len);
+      }
+    }
+  }
+  std::fill(dvalues, dvalues + n_values, T(0));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n_items; ++i) {
+    T s = partial[i];
+    for (int64_t part = 1; part < parts; ++part) s += partial[part * n_items + i];
+    dvalues[w.slot[i]] = s;
+  }
+}
+
+#define SUPTICKETS_INSTANTIATE(T)                                                                                      \
+  template void element_weights<T>(const ConvGeometry&, const ElementLayouts&, const T*, const int32_t*,               \
+                                   const int32_t*, const int32_t*, const int32_t*, const int32_t*, bool, bool,         \
+                                   ElementWeights<T>*);                                                                \
+  template void pack_planes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,       \
+                               const Planes&, int64_t, T*, T*);                                                        \
+  template void element_forward<T>(const ConvGeometry&, const ElementLayouts&, const ElementWeights<T>&, const T*,     \
+                                   const T*, const ElementOutput<T>&);                                                 \
+  template void element_grad_input<T>(const ConvGeometry&, const ElementLayouts&, const ElementWeights<T>&, const T*,  \
+                                      const ElementOutput<T>&);                                                        \
+  template void element_grad_values<T>(const ConvGeometry&, const ElementLayouts&, const ElementWeights<T>&, const T*, \
+                                       const T*, int64_t, T*);
+SUPTICKETS_INSTANTIATE(float)
+SUPTICKETS_INSTANTIATE(double)
+#undef SUPTICKETS_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace suptickets

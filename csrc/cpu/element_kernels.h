@@ -1,0 +1,123 @@
+// Element-sparse product kernels (CPU, no torch headers): every active weight is its own
+// item, so any block shape runs here, (1, 1) included. The arithmetic is vectorised over
+// the batch, and for stride-1 rows over consecutive pixels too, on activations laid out
+// with the batch innermost:
+//
+//   Planes     element (c, h, w, b) at c * plane + (h + top) * row + (w + left) * pixel + b,
+//              pixel = B (stride-1 layers: a row of pixels is one contiguous run) or B
+//              rounded up to kElementAlign (strided layers: one run per pixel); rows are
+//              padded to a multiple of kElementAlign and the padding is zero.
+//   weights    one list of items per output channel (forward, dvalues) and one per input
+//              channel and tap (dX): an item is an offset into an activation plane and a value.
+//
+// A run is a stretch of consecutive elements of one output row (or of one dX row); every
+// run is a multiple of kElementAlign elements and may reach into the row's zero padding,
+// so the vector arithmetic needs no tails. Every output element is written by one thread
+// in a fixed order: results do not depend on the thread count.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "bsr_product_kernels.h"
+
+namespace suptickets {
+namespace cpu {
+
+constexpr int64_t kElementAlign = 16;  // elements; a multiple of every vector length used
+constexpr int64_t kElementRun = 128;   // the longest run one kernel call computes
+
+inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+struct Planes {
+  int64_t plane, row, pixel, top, left;
+  int64_t at(int64_t c, int64_t h, int64_t w) const { return c * plane + (h + top) * row + (w + left) * pixel; }
+};
+
+// The activations of one call, laid out for the element kernels.
+struct ElementLayouts {
+  int64_t pixel;  // B, or B rounded up (strided along W)
+  Planes x;       // input, zero padded by (PH, PW)
+  Planes dy;      // grad-out, padded along W for the dX gather
+  int64_t x_numel, dy_numel;
+};
+ElementLayouts element_layouts(const ConvGeometry& g);
+
+// A weight as element items (built from the block layout once per call).
+template <class T>
+struct ElementWeights {
+  // forward / dvalues: items of output channel o are [row_ptr[o], row_ptr[o + 1]);
+  // x_off: offset into the input planes; value: the weight; slot: its index in `values`
+  std::vector<int64_t> row_ptr, x_off, slot;
+  std::vector<T> value;
+  // dX: items of input channel c at tap t are [col_ptr[c * taps + t], ... + 1);
+  // dy_off: offset of the output channel's plane in dY; col_value: the weight
+  std::vector<int64_t> col_ptr, dy_off;
+  std::vector<T> col_value;
+};
+
+// values [nnz][br][bc] with block rows/cols/row_ptr/col_ptr/col_perm -> element items.
+template <class T>
+void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* values, const int32_t* rows,
+                     const int32_t* cols, const int32_t* row_ptr, const int32_t* col_ptr, const int32_t* col_perm,
+                     bool forward_items, bool column_items, ElementWeights<T>* w);
+
+// dst (planes `p`, fully written, padding zeroed) from src[b][c][h][w] with element strides
+// (sb, sc, sh, sw); with channel_sums (C entries), also the sum over b, h, w of every channel.
+template <class T>
+void pack_planes(const T* src, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb, int64_t sc, int64_t sh,
+                 int64_t sw, const Planes& p, int64_t numel, T* dst, T* channel_sums = nullptr);
+
+// A result tensor [B, C, H, W] with element strides, written by the kernels directly (each
+// run's elements that are not padding): `W` and `B` bound the valid pixels.
+template <class T>
+struct ElementOutput {
+  T* data;
+  int64_t sb, sc, sh, sw, B, W;
+};
+
+// y = conv(x, W) + bias (xp: packed input), every element of y written.
+template <class T>
+void element_forward(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* xp,
+                     const T* bias, const ElementOutput<T>& y);
+
+// dX (every element written) from the packed dY.
+template <class T>
+void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
+                        const ElementOutput<T>& dx);
+
+// dvalues[slot] for every item (the SDDMM), from the packed dY and input; dvalues has
+// nnz * br * bc entries, all written.
+template <class T>
+void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
+                         const T* xp, int64_t n_values, T* dvalues);
+
+// The vector arithmetic, one implementation per instruction set (float32) and a portable
+// one (any dtype). `len` is a multiple of kElementAlign, at most kElementRun.
+//   gather: out[e] = init + sum over segments s, items i in [begin, end):
+//                    value[i] * src[s.base + off[i] + e]
+//   dot:    acc[i] += sum_e a[e] * src[base + off[i] + e] for items i < n
+struct ElementSegment {
+  int64_t begin, end, base;
+};
+template <class T>
+struct ElementMath {
+  void (*gather)(const T* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off, const T* value, T init,
+                 T* out, int64_t len);
+  void (*dot)(const T* a, const T* src, int64_t base, const int64_t* off, int64_t n, T* acc, int64_t len);
+};
+template <class T>
+ElementMath<T> element_math();
+
+#define SUPTICKETS_DECLARE_ELEMENT_SIMD(ns)                                                                   \
+  namespace ns {                                                                                              \
+  void element_gather(const float* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off,       \
+                      const float* value, float init, float* out, int64_t len);                               \
+  void element_dot(const float* a, const float* src, int64_t base, const int64_t* off, int64_t n, float* acc, \
+                   int64_t len);                                                                              \
+  }
+SUPTICKETS_DECLARE_ELEMENT_SIMD(avx2)
+SUPTICKETS_DECLARE_ELEMENT_SIMD(avx512)
+#undef SUPTICKETS_DECLARE_ELEMENT_SIMD
+
+}  // namespace cpu
+}  // namespace suptickets
