@@ -17,9 +17,6 @@ namespace {
 constexpr int64_t kPackChannels = 16;
 // Pixel positions (pixel x batch) one packing work unit of a channel-innermost tensor moves.
 constexpr int64_t kPackRun = 64;
-// Bytes of activation rows a run's items read, kept within the L2 cache: runs are shortened
-// for layers with many channels.
-constexpr int64_t kRunBytes = int64_t(256) << 10;
 // Work units the product loops aim for (enough for dynamic scheduling to balance).
 constexpr int64_t kTargetUnits = 32;
 // Pixel-range parts of the dvalues reduction, summed afterwards in a fixed order.
@@ -42,15 +39,8 @@ std::vector<Run> row_runs(int64_t rows, int64_t width, int64_t pixel, bool unit_
   return runs;
 }
 
-// The longest run whose reads over `channels` activation rows of `elem` bytes stay within
-// kRunBytes.
-int64_t run_length(int64_t channels, int64_t elem) {
-  const int64_t len = kRunBytes / std::max<int64_t>(1, channels * elem) / kElementAlign * kElementAlign;
-  return std::min(kElementRun, std::max(kElementAlign, len));
-}
-
-std::vector<Run> output_runs(const ConvGeometry& g, const ElementLayouts& el, int64_t elem) {
-  std::vector<Run> runs = row_runs(g.Ho, g.Wo, el.pixel, g.SW == 1, run_length(g.Cin * g.KH, elem));
+std::vector<Run> output_runs(const ConvGeometry& g, const ElementLayouts& el) {
+  std::vector<Run> runs = row_runs(g.Ho, g.Wo, el.pixel, g.SW == 1, kElementRun);
   for (Run& r : runs) {
     const int64_t ow = r.e0 / el.pixel, b0 = r.e0 % el.pixel;
     r.x = r.oh * g.SH * el.x.row + ow * g.SW * el.pixel + b0;
@@ -272,7 +262,7 @@ template <class T>
 void element_forward(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* xp,
                      const T* bias, const ElementOutput<T>& y) {
   const ElementMath<T> math = element_math<T>();
-  const std::vector<Run> runs = output_runs(g, el, sizeof(T));
+  const std::vector<Run> runs = output_runs(g, el);
   const int64_t n_runs = static_cast<int64_t>(runs.size());
   // Units: blocks of runs (their input stays in cache across the output channels) times
   // blocks of output channels when there are few runs.
@@ -354,7 +344,7 @@ template <class T>
 void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
                          const T* xp, int64_t n_values, T* dvalues) {
   const ElementMath<T> math = element_math<T>();
-  const std::vector<Run> runs = output_runs(g, el, sizeof(T));
+  const std::vector<Run> runs = output_runs(g, el);
   const int64_t n_runs = static_cast<int64_t>(runs.size()), n_items = w.row_ptr[g.Cout];
   // Units: blocks of output channels times `parts` ranges of runs. Each part sums into its
   // own buffer and the parts are added in order afterwards; the cut depends on the shapes

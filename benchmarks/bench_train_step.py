@@ -1,0 +1,129 @@
+"""One training step of VGG-16 and ResNet-18 at CIFAR shapes, dense against sparse, on this CPU.
+
+    python benchmarks/bench_train_step.py            # both models, ERK 90 % and 95 %, blocks 1 4 8 16 32
+    python benchmarks/bench_train_step.py --quick    # VGG-16, ERK 90 %, the same blocks (< 3 minutes)
+
+A step is forward, backward and SGD with momentum on a batch of 128 32x32 images, plus RigL's
+topology update amortised at delta T = 100: (99 plain steps + 1 update step) / 100, the update
+step timed on its own. The dense and each sparse step are timed in alternation (medians), so a
+machine whose speed drifts slows both alike. Columns:
+
+- img/s, and speedup = dense step time / sparse step time;
+- FLOPs ratio: training FLOPs of the sparse step over the dense one (``st.flops``), and
+  eta_step = speedup x FLOPs ratio (1.0: the sparse step runs its FLOPs as fast as dense does);
+- peak MB: the resident memory a step adds to a fresh process (``_measure.peak_mb``);
+- outside: the share of the sparse step spent outside the suptickets operators (BatchNorm, ReLU,
+  pooling, the loss, the optimizer), from a profile of one plain step.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import suptickets as st  # noqa: E402
+from suptickets.train.models import build_model  # noqa: E402
+
+from _measure import interleaved_median_ms, markdown_table, median_ms, peak_mb  # noqa: E402
+
+BATCH = 128
+UPDATE_EVERY = 100
+
+
+def make_run(model_name: str, density: float | None, block: int, seed: int = 0, update_every: int = UPDATE_EVERY):
+    """(model, optimizer, SparseTraining or None, step function); with update_every=1 every step
+    is a RigL update step."""
+    torch.manual_seed(seed)
+    model = build_model(model_name, in_channels=3, image_size=32, num_classes=10)
+    if density is not None:
+        model = st.sparsify(model, density=density, block_size=(block, block))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    training = None
+    if density is not None:
+        training = st.SparseTraining(model, optimizer, st.RigL(update_every=update_every), total_steps=10_000)
+    x = torch.randn(BATCH, 3, 32, 32)
+    y = torch.randint(0, 10, (BATCH,))
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step() if training is None else training.step()
+
+    return model, optimizer, training, step
+
+
+def outside_share(step) -> float:
+    with torch.profiler.profile() as prof:
+        step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    # the operators and their autograd nodes (a node's self time is the forward kernel's)
+    ours = sum(e.self_cpu_time_total for e in events if "suptickets" in e.key)
+    return 1 - ours / total if total else float("nan")
+
+
+def peak_in_fresh_process(model_name, density, block) -> float:
+    args = [sys.executable, os.path.abspath(__file__), "--peak-of", model_name, str(density), str(block)]
+    return float(subprocess.run(args, check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def print_peak(model_name, density, block):
+    _, _, _, step = make_run(model_name, None if density == "dense" else float(density), int(block))
+    step()  # the first step allocates optimizer state and workspaces
+    print(f"{peak_mb(step):.0f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="VGG-16 at ERK 90 %% only")
+    parser.add_argument("--models", default=None, help="comma-separated: vgg16,resnet18")
+    parser.add_argument("--sparsities", default=None, help="comma-separated, e.g. 0.9,0.95")
+    parser.add_argument("--blocks", default="1,4,8,16,32", help="block sides (1: unstructured)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per measurement (median)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--peak-of", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.peak_of:
+        return print_peak(*args.peak_of)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = (args.models or ("vgg16" if args.quick else "vgg16,resnet18")).split(",")
+    sparsities = [float(s) for s in (args.sparsities or ("0.9" if args.quick else "0.9,0.95")).split(",")]
+    blocks = [int(b) for b in args.blocks.split(",")]
+    repeats = args.repeats or (3 if args.quick else 5)
+    print(f"# suptickets {st.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, float32, "
+          f"batch {BATCH}, RigL update every {UPDATE_EVERY} steps amortised")
+    header = ("model", "sparsity", "block", "dense img/s", "sparse img/s", "speedup", "FLOPs ratio", "eta_step",
+              "dense peak MB", "sparse peak MB", "outside")
+    rows = []
+    for model_name in models:
+        _, _, _, dense_step = make_run(model_name, None, 1)
+        dense_peak = peak_in_fresh_process(model_name, "dense", 1)
+        for sparsity in sparsities:
+            for block in blocks:
+                model, _, training, step = make_run(model_name, 1 - sparsity, block)
+                *_, update_step = make_run(model_name, 1 - sparsity, block, update_every=1)
+                dense_ms, plain_ms = interleaved_median_ms([dense_step, step], repeats)
+                update_ms = median_ms(update_step, max(1, repeats // 2))  # RigL's score, selection, re-pack
+                sparse_ms = ((UPDATE_EVERY - 1) * plain_ms + update_ms) / UPDATE_EVERY
+                ratio = st.flops.report(model, (BATCH, 3, 32, 32), method=training).training_ratio
+                speedup = dense_ms / sparse_ms
+                rows.append((model_name, f"{sparsity:.2f}", f"{block}x{block}", f"{BATCH / dense_ms * 1e3:.0f}",
+                             f"{BATCH / sparse_ms * 1e3:.0f}", f"{speedup:.2f}x", f"{ratio:.3f}",
+                             f"{speedup * ratio:.2f}", f"{dense_peak:.0f}",
+                             f"{peak_in_fresh_process(model_name, 1 - sparsity, block):.0f}",
+                             f"{outside_share(step):.0%}"))
+                print(f"  {model_name} {sparsity} {block}x{block}: {speedup:.2f}x", file=sys.stderr, flush=True)
+    print(markdown_table(header, rows))
+
+
+if __name__ == "__main__":
+    main()
