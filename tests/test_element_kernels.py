@@ -10,8 +10,8 @@ from suptickets.ops import reference
 
 from helpers import tolerances
 
-# blocks the element kernels run (min side < 8) and one the tile kernels run, for contrast
-BLOCKS = [(1, 1), (2, 2), (1, 8), (4, 4), (8, 1), (2, 3)]
+# blocks the element kernels run (a side < 8), with more rows or columns than one call computes
+BLOCKS = [(1, 1), (2, 2), (1, 8), (4, 4), (8, 1), (2, 3), (16, 2), (2, 16)]
 DTYPES = [torch.float32, torch.float64]
 
 

@@ -51,8 +51,8 @@ std::vector<Run> output_runs(const ConvGeometry& g, const ElementLayouts& el) {
 // `n` items cut into `parts` contiguous ranges of about equal size.
 int64_t cut(int64_t n, int64_t parts, int64_t p) { return p * n / parts; }
 
-// Channels whose runs are computed into a tile before they are stored to the output
-// tensor together (runs of kPackChannels contiguous elements of a channel-innermost output).
+// Channels whose runs are computed into a tile before they are stored to the output tensor
+// together (runs of about kPackChannels contiguous elements of a channel-innermost output).
 constexpr int64_t kStoreChannels = kPackChannels;
 
 // Stores the runs of channels [c0, c0 + n) of `run` (tile[c - c0][e]) into the tensor,
@@ -69,16 +69,18 @@ void store_tile(const T* tile, int64_t c0, int64_t n, const Run& run, int64_t pi
 
 template <class T>
 void generic_gather(const T* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off, const T* value,
-                    T init, T* out, int64_t len) {
-  T acc[kElementRun];
-  std::fill(acc, acc + len, init);
-  for (int64_t g = 0; g < n_segs; ++g)
-    for (int64_t i = segs[g].begin; i < segs[g].end; ++i) {
-      const T* p = src + segs[g].base + off[i];
-      const T w = value[i];
-      for (int64_t e = 0; e < len; ++e) acc[e] += w * p[e];
-    }
-  std::copy(acc, acc + len, out);
+                    int64_t value_stride, int64_t rows, const T* init, T* out, int64_t out_stride, int64_t len) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T acc[kElementRun];
+    std::fill(acc, acc + len, init ? init[r] : T(0));
+    for (int64_t g = 0; g < n_segs; ++g)
+      for (int64_t i = segs[g].begin; i < segs[g].end; ++i) {
+        const T* p = src + segs[g].base + off[i];
+        const T w = value[i * value_stride + r];
+        for (int64_t e = 0; e < len; ++e) acc[e] += w * p[e];
+      }
+    std::copy(acc, acc + len, out + r * out_stride);
+  }
 }
 
 template <class T>
@@ -135,57 +137,53 @@ template <class T>
 void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* values, const int32_t* rows,
                      const int32_t* cols, const int32_t* row_ptr, const int32_t* col_ptr, const int32_t* col_perm,
                      bool forward_items, bool column_items, ElementWeights<T>* w) {
-  const int64_t br = g.br, bc = g.bc, ncb = g.in_blocks(), taps = g.KH * g.KW;
+  const int64_t br = g.br, bc = g.bc, nrb = g.out_blocks(), ncb = g.in_blocks(), taps = g.KH * g.KW;
   if (forward_items) {
-    // output channel o = rb * br + i holds bc items per block of block-row rb
-    w->row_ptr.assign(g.Cout + 1, 0);
-    for (int64_t o = 0; o < g.Cout; ++o)
-      w->row_ptr[o + 1] = w->row_ptr[o] + (row_ptr[o / br + 1] - row_ptr[o / br]) * bc;
-    const int64_t n = w->row_ptr[g.Cout];
+    // block-row rb holds one item per column of each of its blocks
+    w->row_ptr.assign(nrb + 1, 0);
+    for (int64_t rb = 0; rb < nrb; ++rb) w->row_ptr[rb + 1] = w->row_ptr[rb] + (row_ptr[rb + 1] - row_ptr[rb]) * bc;
+    const int64_t n = w->row_ptr[nrb];
     w->x_off.resize(n);
     w->slot.resize(n);
-    w->value.resize(n);
+    w->value.resize(n * br);
 #pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < g.Cout; ++o) {
-      const int64_t rb = o / br, i = o % br;
-      int64_t k = w->row_ptr[o];
+    for (int64_t rb = 0; rb < nrb; ++rb) {
+      int64_t k = w->row_ptr[rb];
       for (int64_t s = row_ptr[rb]; s < row_ptr[rb + 1]; ++s) {
         const int64_t tap = cols[s] / ncb, cb = cols[s] % ncb;
         const int64_t shift = (tap / g.KW) * g.DH * el.x.row + (tap % g.KW) * g.DW * el.pixel;
         for (int64_t j = 0; j < bc; ++j, ++k) {
           w->x_off[k] = (cb * bc + j) * el.x.plane + shift;
-          w->slot[k] = (s * br + i) * bc + j;
-          w->value[k] = values[w->slot[k]];
+          w->slot[k] = s * br * bc + j;
+          for (int64_t i = 0; i < br; ++i) w->value[k * br + i] = values[(s * br + i) * bc + j];
         }
       }
     }
   }
   if (column_items) {
-    // input channel c = cb * bc + j at tap t holds br items per block of block-column (t, cb)
-    w->col_ptr.assign(g.Cin * taps + 1, 0);
-    for (int64_t c = 0; c < g.Cin; ++c)
+    // block-column cb at tap t holds one item per row of each of its blocks
+    w->col_ptr.assign(ncb * taps + 1, 0);
+    for (int64_t cb = 0; cb < ncb; ++cb)
       for (int64_t t = 0; t < taps; ++t) {
-        const int64_t col = t * ncb + c / bc, u = c * taps + t;
+        const int64_t col = t * ncb + cb, u = cb * taps + t;
         w->col_ptr[u + 1] = w->col_ptr[u] + (col_ptr[col + 1] - col_ptr[col]) * br;
       }
-    const int64_t n = w->col_ptr[g.Cin * taps];
+    const int64_t n = w->col_ptr[ncb * taps];
     w->dy_off.resize(n);
-    w->col_value.resize(n);
+    w->col_value.resize(n * bc);
 #pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < g.Cin; ++c) {
-      const int64_t cb = c / bc, j = c % bc;
+    for (int64_t cb = 0; cb < ncb; ++cb)
       for (int64_t t = 0; t < taps; ++t) {
         const int64_t col = t * ncb + cb;
-        int64_t k = w->col_ptr[c * taps + t];
+        int64_t k = w->col_ptr[cb * taps + t];
         for (int64_t q = col_ptr[col]; q < col_ptr[col + 1]; ++q) {
           const int64_t s = col_perm[q];
           for (int64_t i = 0; i < br; ++i, ++k) {
             w->dy_off[k] = (rows[s] * br + i) * el.dy.plane;
-            w->col_value[k] = values[(s * br + i) * bc + j];
+            std::copy(values + (s * br + i) * bc, values + (s * br + i + 1) * bc, w->col_value.data() + k * bc);
           }
         }
       }
-    }
   }
 }
 
@@ -258,31 +256,35 @@ void pack_planes(const T* src, int64_t B, int64_t C, int64_t H, int64_t W, int64
   }
 }
 
+// Blocks of `bs` channels stored together: as many whole blocks as make about kStoreChannels.
+int64_t store_blocks(int64_t bs) { return std::max<int64_t>(1, kStoreChannels / bs); }
+
 template <class T>
 void element_forward(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* xp,
                      const T* bias, const ElementOutput<T>& y) {
   const ElementMath<T> math = element_math<T>();
   const std::vector<Run> runs = output_runs(g, el);
-  const int64_t n_runs = static_cast<int64_t>(runs.size());
+  const int64_t n_runs = static_cast<int64_t>(runs.size()), nrb = g.out_blocks(), br = g.br;
   // Units: blocks of runs (their input stays in cache across the output channels) times
-  // blocks of output channels when there are few runs.
+  // ranges of block-rows when there are few runs.
   const int64_t run_blocks = std::min(n_runs, kTargetUnits);
-  const int64_t row_blocks = std::min(g.Cout, std::max<int64_t>(1, kTargetUnits / run_blocks));
+  const int64_t row_blocks = std::min(nrb, std::max<int64_t>(1, kTargetUnits / run_blocks));
+  const int64_t chunk = store_blocks(br);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < run_blocks * row_blocks; ++u) {
-    const int64_t rb = u % row_blocks, kb = u / row_blocks;
-    const int64_t o0 = cut(g.Cout, row_blocks, rb), o1 = cut(g.Cout, row_blocks, rb + 1);
-    T tile[kStoreChannels * kElementRun];
+    const int64_t part = u % row_blocks, kb = u / row_blocks;
+    const int64_t rb0 = cut(nrb, row_blocks, part), rb1 = cut(nrb, row_blocks, part + 1);
+    std::vector<T> tile(chunk * br * kElementRun);
     for (int64_t r = cut(n_runs, run_blocks, kb); r < cut(n_runs, run_blocks, kb + 1); ++r) {
       const Run run = runs[r];
-      for (int64_t c0 = o0; c0 < o1; c0 += kStoreChannels) {
-        const int64_t n = std::min(kStoreChannels, o1 - c0);
-        for (int64_t o = c0; o < c0 + n; ++o) {
-          const ElementSegment seg{w.row_ptr[o], w.row_ptr[o + 1], run.x};
-          math.gather(xp, &seg, 1, w.x_off.data(), w.value.data(), bias ? bias[o] : T(0), tile + (o - c0) * kElementRun,
-                      run.len);
+      for (int64_t c0 = rb0; c0 < rb1; c0 += chunk) {
+        const int64_t n = std::min(chunk, rb1 - c0);
+        for (int64_t rb = c0; rb < c0 + n; ++rb) {
+          const ElementSegment seg{w.row_ptr[rb], w.row_ptr[rb + 1], run.x};
+          math.gather(xp, &seg, 1, w.x_off.data(), w.value.data(), br, br, bias ? bias + rb * br : nullptr,
+                      tile.data() + (rb - c0) * br * kElementRun, kElementRun, run.len);
         }
-        store_tile(tile, c0, n, run, el.pixel, y);
+        store_tile(tile.data(), c0 * br, n * br, run, el.pixel, y);
       }
     }
   }
@@ -295,15 +297,17 @@ void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const E
   const bool unit_w = g.SW == 1;
   const std::vector<Run> runs = row_runs(g.H, g.W, el.pixel, unit_w, kElementRun);
   const int64_t n_runs = static_cast<int64_t>(runs.size()), taps = g.KH * g.KW, p = el.pixel;
+  const int64_t ncb = g.in_blocks(), bc = g.bc;
   const int64_t run_blocks = std::min(n_runs, kTargetUnits);
-  const int64_t chan_blocks = std::min(g.Cin, std::max<int64_t>(1, kTargetUnits / run_blocks));
+  const int64_t col_blocks = std::min(ncb, std::max<int64_t>(1, kTargetUnits / run_blocks));
+  const int64_t chunk = store_blocks(bc);
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t u = 0; u < run_blocks * chan_blocks; ++u) {
-    const int64_t cbk = u % chan_blocks, kb = u / chan_blocks;
-    const int64_t c0 = cut(g.Cin, chan_blocks, cbk), c1 = cut(g.Cin, chan_blocks, cbk + 1);
+  for (int64_t u = 0; u < run_blocks * col_blocks; ++u) {
+    const int64_t part = u % col_blocks, kb = u / col_blocks;
+    const int64_t cb0 = cut(ncb, col_blocks, part), cb1 = cut(ncb, col_blocks, part + 1);
     std::vector<ElementSegment> segs(taps);
-    T tile[kStoreChannels * kElementRun];
     std::vector<int64_t> seg_tap(taps);
+    std::vector<T> tile(chunk * bc * kElementRun);
     for (int64_t r = cut(n_runs, run_blocks, kb); r < cut(n_runs, run_blocks, kb + 1); ++r) {
       const Run run = runs[r];
       const int64_t iw = run.e0 / p, b0 = run.e0 % p;
@@ -324,17 +328,17 @@ void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const E
         segs[n] = {0, 0, base};
         seg_tap[n++] = t;
       }
-      for (int64_t s0 = c0; s0 < c1; s0 += kStoreChannels) {
-        const int64_t m = std::min(kStoreChannels, c1 - s0);
-        for (int64_t c = s0; c < s0 + m; ++c) {
+      for (int64_t c0 = cb0; c0 < cb1; c0 += chunk) {
+        const int64_t m = std::min(chunk, cb1 - c0);
+        for (int64_t cb = c0; cb < c0 + m; ++cb) {
           for (int64_t k = 0; k < n; ++k) {
-            segs[k].begin = w.col_ptr[c * taps + seg_tap[k]];
-            segs[k].end = w.col_ptr[c * taps + seg_tap[k] + 1];
+            segs[k].begin = w.col_ptr[cb * taps + seg_tap[k]];
+            segs[k].end = w.col_ptr[cb * taps + seg_tap[k] + 1];
           }
-          math.gather(dyp, segs.data(), n, w.dy_off.data(), w.col_value.data(), T(0), tile + (c - s0) * kElementRun,
-                      run.len);
+          math.gather(dyp, segs.data(), n, w.dy_off.data(), w.col_value.data(), bc, bc, nullptr,
+                      tile.data() + (cb - c0) * bc * kElementRun, kElementRun, run.len);
         }
-        store_tile(tile, s0, m, run, el.pixel, dx);
+        store_tile(tile.data(), c0 * bc, m * bc, run, el.pixel, dx);
       }
     }
   }
@@ -345,34 +349,38 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
                          const T* xp, int64_t n_values, T* dvalues) {
   const ElementMath<T> math = element_math<T>();
   const std::vector<Run> runs = output_runs(g, el);
-  const int64_t n_runs = static_cast<int64_t>(runs.size()), n_items = w.row_ptr[g.Cout];
-  // Units: blocks of output channels times `parts` ranges of runs. Each part sums into its
-  // own buffer and the parts are added in order afterwards; the cut depends on the shapes
-  // only, so results do not depend on the thread count.
+  const int64_t n_runs = static_cast<int64_t>(runs.size()), nrb = g.out_blocks(), br = g.br;
+  const int64_t n_items = w.row_ptr[nrb];
+  // Units: ranges of block-rows times `parts` ranges of runs. Each part sums into its own
+  // buffer, [part][row of the block][item], and the parts are added in order afterwards; the
+  // cut depends on the shapes only, so results do not depend on the thread count.
   const int64_t parts = std::max<int64_t>(1, std::min(n_runs, kMaxReductionParts));
-  const int64_t row_blocks = std::min(g.Cout, std::max<int64_t>(1, kTargetUnits / parts));
-  std::vector<T> partial(parts * n_items, T(0));
+  const int64_t row_blocks = std::min(nrb, std::max<int64_t>(1, kTargetUnits / parts));
+  std::vector<T> partial(parts * br * n_items, T(0));
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < parts * row_blocks; ++u) {
-    const int64_t rb = u % row_blocks, part = u / row_blocks;
-    const int64_t o0 = cut(g.Cout, row_blocks, rb), o1 = cut(g.Cout, row_blocks, rb + 1);
-    T* acc = partial.data() + part * n_items;
+    const int64_t rp = u % row_blocks, part = u / row_blocks;
+    const int64_t rb0 = cut(nrb, row_blocks, rp), rb1 = cut(nrb, row_blocks, rp + 1);
+    T* acc = partial.data() + part * br * n_items;
     for (int64_t r = cut(n_runs, parts, part); r < cut(n_runs, parts, part + 1); ++r) {
       const Run run = runs[r];
       const T* dy_run = dyp + run.oh * el.dy.row + el.dy.left * el.pixel + run.e0;
-      for (int64_t o = o0; o < o1; ++o) {
-        const int64_t i0 = w.row_ptr[o];
-        math.dot(dy_run + o * el.dy.plane, xp, run.x, w.x_off.data() + i0, w.row_ptr[o + 1] - i0, acc + i0, run.len);
+      for (int64_t rb = rb0; rb < rb1; ++rb) {
+        const int64_t k0 = w.row_ptr[rb], n = w.row_ptr[rb + 1] - k0;
+        for (int64_t i = 0; i < br; ++i)
+          math.dot(dy_run + (rb * br + i) * el.dy.plane, xp, run.x, w.x_off.data() + k0, n, acc + i * n_items + k0,
+                   run.len);
       }
     }
   }
   std::fill(dvalues, dvalues + n_values, T(0));
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n_items; ++i) {
-    T s = partial[i];
-    for (int64_t part = 1; part < parts; ++part) s += partial[part * n_items + i];
-    dvalues[w.slot[i]] = s;
-  }
+  for (int64_t k = 0; k < n_items; ++k)
+    for (int64_t i = 0; i < br; ++i) {
+      T s = partial[i * n_items + k];
+      for (int64_t part = 1; part < parts; ++part) s += partial[(part * br + i) * n_items + k];
+      dvalues[w.slot[k] + i * g.bc] = s;
+    }
 }
 
 #define SUPTICKETS_INSTANTIATE(T)                                                                                      \

@@ -42,15 +42,20 @@ struct ElementLayouts {
 };
 ElementLayouts element_layouts(const ConvGeometry& g);
 
-// A weight as element items (built from the block layout once per call).
+// A weight as items (built from the block layout once per call). An item is one column of a
+// block for the forward and dvalues (the block's br weights of one input channel and tap) and
+// one row of a block for dX (its bc weights of one output channel): each input vector an item
+// loads feeds br (or bc) multiply-adds.
 template <class T>
 struct ElementWeights {
-  // forward / dvalues: items of output channel o are [row_ptr[o], row_ptr[o + 1]);
-  // x_off: offset into the input planes; value: the weight; slot: its index in `values`
+  // forward / dvalues: items of block-row rb are [row_ptr[rb], row_ptr[rb + 1]); item k reads the
+  // input at x_off[k]; value[k * br + i] is its weight for output channel rb * br + i, whose
+  // slot in `values` is slot[k] + i * bc
   std::vector<int64_t> row_ptr, x_off, slot;
   std::vector<T> value;
-  // dX: items of input channel c at tap t are [col_ptr[c * taps + t], ... + 1);
-  // dy_off: offset of the output channel's plane in dY; col_value: the weight
+  // dX: items of block-column cb at tap t are [col_ptr[cb * taps + t], ... + 1); item k reads the
+  // plane of one output channel of dY at dy_off[k]; col_value[k * bc + j] is its weight for input
+  // channel cb * bc + j
   std::vector<int64_t> col_ptr, dy_off;
   std::vector<T> col_value;
 };
@@ -93,16 +98,16 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
 
 // The vector arithmetic, one implementation per instruction set (float32) and a portable
 // one (any dtype). `len` is a multiple of kElementAlign, at most kElementRun.
-//   gather: out[e] = init + sum over segments s, items i in [begin, end):
-//                    value[i] * src[s.base + off[i] + e]
+//   gather: out[r * out_stride + e] = (init ? init[r] : 0) + sum over segments s, items i in
+//           [begin, end): value[i * value_stride + r] * src[s.base + off[i] + e], for r < rows
 //   dot:    acc[i] += sum_e a[e] * src[base + off[i] + e] for items i < n
 struct ElementSegment {
   int64_t begin, end, base;
 };
 template <class T>
 struct ElementMath {
-  void (*gather)(const T* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off, const T* value, T init,
-                 T* out, int64_t len);
+  void (*gather)(const T* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off, const T* value,
+                 int64_t value_stride, int64_t rows, const T* init, T* out, int64_t out_stride, int64_t len);
   void (*dot)(const T* a, const T* src, int64_t base, const int64_t* off, int64_t n, T* acc, int64_t len);
 };
 template <class T>
@@ -111,7 +116,8 @@ ElementMath<T> element_math();
 #define SUPTICKETS_DECLARE_ELEMENT_SIMD(ns)                                                                   \
   namespace ns {                                                                                              \
   void element_gather(const float* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off,       \
-                      const float* value, float init, float* out, int64_t len);                               \
+                      const float* value, int64_t value_stride, int64_t rows, const float* init, float* out,  \
+                      int64_t out_stride, int64_t len);                                                       \
   void element_dot(const float* a, const float* src, int64_t base, const int64_t* off, int64_t n, float* acc, \
                    int64_t len);                                                                              \
   }
