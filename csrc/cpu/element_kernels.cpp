@@ -84,13 +84,16 @@ void generic_gather(const T* src, const ElementSegment* segs, int64_t n_segs, co
 }
 
 template <class T>
-void generic_dot(const T* a, const T* src, int64_t base, const int64_t* off, int64_t n, T* acc, int64_t len) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T* p = src + base + off[i];
-    T s = 0;
-    for (int64_t e = 0; e < len; ++e) s += a[e] * p[e];
-    acc[i] += s;
-  }
+void generic_dot(const T* a, int64_t a_stride, int64_t rows, const T* src, int64_t base, const int64_t* off, int64_t n,
+                 T* acc, int64_t acc_stride, int64_t len) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) {
+      const T* p = src + base + off[i];
+      const T* ar = a + r * a_stride;
+      T s = 0;
+      for (int64_t e = 0; e < len; ++e) s += ar[e] * p[e];
+      acc[r * acc_stride + i] += s;
+    }
 }
 
 }  // namespace
@@ -367,9 +370,8 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
       const T* dy_run = dyp + run.oh * el.dy.row + el.dy.left * el.pixel + run.e0;
       for (int64_t rb = rb0; rb < rb1; ++rb) {
         const int64_t k0 = w.row_ptr[rb], n = w.row_ptr[rb + 1] - k0;
-        for (int64_t i = 0; i < br; ++i)
-          math.dot(dy_run + (rb * br + i) * el.dy.plane, xp, run.x, w.x_off.data() + k0, n, acc + i * n_items + k0,
-                   run.len);
+        math.dot(dy_run + rb * br * el.dy.plane, el.dy.plane, br, xp, run.x, w.x_off.data() + k0, n, acc + k0, n_items,
+                 run.len);
       }
     }
   }

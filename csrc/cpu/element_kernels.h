@@ -100,7 +100,8 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
 // one (any dtype). `len` is a multiple of kElementAlign, at most kElementRun.
 //   gather: out[r * out_stride + e] = (init ? init[r] : 0) + sum over segments s, items i in
 //           [begin, end): value[i * value_stride + r] * src[s.base + off[i] + e], for r < rows
-//   dot:    acc[i] += sum_e a[e] * src[base + off[i] + e] for items i < n
+//   dot:    acc[r * acc_stride + i] += sum_e a[r * a_stride + e] * src[base + off[i] + e] for rows
+//           r < rows and items i < n
 struct ElementSegment {
   int64_t begin, end, base;
 };
@@ -108,18 +109,19 @@ template <class T>
 struct ElementMath {
   void (*gather)(const T* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off, const T* value,
                  int64_t value_stride, int64_t rows, const T* init, T* out, int64_t out_stride, int64_t len);
-  void (*dot)(const T* a, const T* src, int64_t base, const int64_t* off, int64_t n, T* acc, int64_t len);
+  void (*dot)(const T* a, int64_t a_stride, int64_t rows, const T* src, int64_t base, const int64_t* off, int64_t n,
+              T* acc, int64_t acc_stride, int64_t len);
 };
 template <class T>
 ElementMath<T> element_math();
 
-#define SUPTICKETS_DECLARE_ELEMENT_SIMD(ns)                                                                   \
-  namespace ns {                                                                                              \
-  void element_gather(const float* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off,       \
-                      const float* value, int64_t value_stride, int64_t rows, const float* init, float* out,  \
-                      int64_t out_stride, int64_t len);                                                       \
-  void element_dot(const float* a, const float* src, int64_t base, const int64_t* off, int64_t n, float* acc, \
-                   int64_t len);                                                                              \
+#define SUPTICKETS_DECLARE_ELEMENT_SIMD(ns)                                                                            \
+  namespace ns {                                                                                                       \
+  void element_gather(const float* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off,                \
+                      const float* value, int64_t value_stride, int64_t rows, const float* init, float* out,           \
+                      int64_t out_stride, int64_t len);                                                                \
+  void element_dot(const float* a, int64_t a_stride, int64_t rows, const float* src, int64_t base, const int64_t* off, \
+                   int64_t n, float* acc, int64_t acc_stride, int64_t len);                                            \
   }
 SUPTICKETS_DECLARE_ELEMENT_SIMD(avx2)
 SUPTICKETS_DECLARE_ELEMENT_SIMD(avx512)
