@@ -1,6 +1,8 @@
 // Kernel-level timings of the CPU block-sparse kernels, without torch: packing,
 // forward, dX and dvalues on one layer. Built by CMakeLists.txt (not by setup.py):
 //   bench_kernels [linear|conv] [density] [block] [linear batch]
+//   bench_kernels element-cache     the element kernels' vector arithmetic (one thread) on
+//                                   activations of 16 KB to 128 MB: GFLOP/s per cache level
 #include <omp.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "cpu/bsr_product_kernels.h"
+#include "cpu/element_kernels.h"
 
 using namespace suptickets::cpu;
 
@@ -33,8 +36,46 @@ double min_ms(F&& f, int reps = 9) {
 
 }  // namespace
 
+// One thread: 4096 items at random 16-float-aligned offsets into an activation of `bytes`, each
+// a 128-element multiply-add (gather, the forward and dX) or dot product (dvalues).
+void element_cache_sweep() {
+  const ElementMath<float> math = element_math<float>();
+  std::printf("element kernels (%s), 1 thread, runs of %ld elements\n", simd_level(), (long)kElementRun);
+  for (const int64_t bytes : {int64_t(16) << 10, int64_t(128) << 10, int64_t(512) << 10, int64_t(2) << 20,
+                              int64_t(16) << 20, int64_t(128) << 20}) {
+    const int64_t n = bytes / 4, items = 4096, reps = 1000;
+    std::vector<float> src(n + 256, 1.0f), out(kElementRun), acc(items);
+    std::vector<int64_t> off(items);
+    std::vector<float> value(items, 0.5f);
+    std::mt19937 rng(0);
+    for (auto& o : off) o = int64_t(rng() % uint32_t((n - kElementRun) / 16)) * 16;
+    ElementSegment seg{0, items, 0};
+    const double flops = 2.0 * kElementRun * items;
+    const double t_gather = min_ms(
+        [&] {
+          for (int64_t r = 0; r < reps; ++r) {
+            seg.base = (r % 4) * 16;
+            math.gather(src.data(), &seg, 1, off.data(), value.data(), 1, 1, nullptr, out.data(), 0, kElementRun);
+          }
+        },
+        3);
+    const double t_dot = min_ms(
+        [&] {
+          for (int64_t r = 0; r < reps; ++r)
+            math.dot(src.data() + (r % 4) * 16, 0, 1, src.data(), 0, off.data(), items, acc.data(), 0, kElementRun);
+        },
+        3);
+    std::printf("%9ld KB: gather %6.1f GFLOP/s, dot %6.1f GFLOP/s (%g)\n", long(bytes >> 10),
+                flops * reps / t_gather / 1e6, flops * reps / t_dot / 1e6, double(out[0] + acc[0]));
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string kind = argc > 1 ? argv[1] : "linear";
+  if (kind == "element-cache") {
+    element_cache_sweep();
+    return 0;
+  }
   const double density = argc > 2 ? std::atof(argv[2]) : 0.1;
   const int64_t bs = argc > 3 ? std::atoll(argv[3]) : 32;
   const int64_t n = argc > 4 ? std::atoll(argv[4]) : 4096;
