@@ -11,7 +11,7 @@ machine whose speed drifts slows both alike. Columns:
 - img/s, and speedup = dense step time / sparse step time;
 - FLOPs ratio: training FLOPs of the sparse step over the dense one (``st.flops``), and
   eta_step = speedup x FLOPs ratio (1.0: the sparse step runs its FLOPs as fast as dense does);
-- peak MB: the resident memory a step adds to a fresh process (``_measure.peak_mb``);
+- peak MB: the resident memory a step adds to a fresh process (``_measure.peak_mb``, median of 3);
 - outside: the share of the sparse step spent outside the suptickets operators (BatchNorm, ReLU,
   pooling, the loss, the optimizer), from a profile of one plain step.
 """
@@ -69,9 +69,12 @@ def outside_share(step) -> float:
     return 1 - ours / total if total else float("nan")
 
 
-def peak_in_fresh_process(model_name, density, block) -> float:
+def peak_in_fresh_process(model_name, density, block, runs: int = 3) -> float:
+    """Median over `runs` fresh processes (a process's resident high-water mark varies by tens of MB)."""
     args = [sys.executable, os.path.abspath(__file__), "--peak-of", model_name, str(density), str(block)]
-    return float(subprocess.run(args, check=True, capture_output=True, text=True).stdout.split()[-1])
+    peaks = [float(subprocess.run(args, check=True, capture_output=True, text=True).stdout.split()[-1])
+             for _ in range(runs)]
+    return sorted(peaks)[runs // 2]
 
 
 def print_peak(model_name, density, block):

@@ -279,3 +279,36 @@ def test_schedules_that_do_not_fit_the_run():
         setup_run(st.GraNet(0.3, 0.1, 0, 50, 10), total=40)
     with pytest.raises(ValueError, match="no training"):
         setup_run(st.SNIP(batches=5), total=5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv", "conv-ties"])
+def test_growth_selected_by_rows_equals_one_selection_over_the_grid(kind, monkeypatch):
+    """A grid scored and selected a piece of block-rows at a time (large (1, 1) layers) grows the
+    same blocks as one selection over the whole grid, ties included (to the lower index)."""
+    from suptickets.methods.topology import Topology
+
+    torch.manual_seed(0)
+    if kind == "linear":
+        layer = st.SparseLinear(40, 37, density=0.3, block_size=(1, 1))
+        x = torch.randn(16, 40)
+    else:
+        layer = st.SparseConv2d(6, 11, 3, padding=1, density=0.3, block_size=(1, 1))
+        x = torch.randn(4, 6, 5, 5)
+        if kind == "conv-ties":
+            x[:, :3] = 0  # a third of the grid scores exactly 0
+    model = nn.Sequential(layer)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    topo = Topology(model, opt, torch.Generator().manual_seed(0))
+    layer.capture_gradients(True)
+    model(x).square().sum().backward()
+    k = layer.nnz // 3
+    magnitude = topo.magnitude(layer)
+    drop, grow = st.ops.prune_grow(magnitude, layer.gradient_scores(), layer.layout, k)
+    monkeypatch.setattr(Topology, "CHUNK_BLOCKS", 50)  # pieces of one or a few block-rows
+    drop_rows, grow_rows = topo._select_by_rows(layer, k, "gradient")
+    assert torch.equal(drop_rows, drop) and torch.equal(grow_rows, grow)
+    # random growth by rows: k distinct blocks, none active once the dropped are out
+    _, grown = topo._select_by_rows(layer, k, "random")
+    active = layer.layout.mask().flatten().clone()
+    active[(layer.layout.rows.long() * layer.layout.grid[1] + layer.layout.cols.long())[drop]] = False
+    assert grown.numel() == k and grown.unique().numel() == k and not active[grown].any()

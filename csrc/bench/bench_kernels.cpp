@@ -45,10 +45,10 @@ void element_cache_sweep() {
                               int64_t(16) << 20, int64_t(128) << 20}) {
     const int64_t n = bytes / 4, items = 4096, reps = 1000;
     std::vector<float> src(n + 256, 1.0f), out(kElementRun), acc(items);
-    std::vector<int64_t> off(items);
+    std::vector<int32_t> off(items);
     std::vector<float> value(items, 0.5f);
     std::mt19937 rng(0);
-    for (auto& o : off) o = int64_t(rng() % uint32_t((n - kElementRun) / 16)) * 16;
+    for (auto& o : off) o = int32_t(rng() % uint32_t((n - kElementRun) / 16)) * 16;
     ElementSegment seg{0, items, 0};
     const double flops = 2.0 * kElementRun * items;
     const double t_gather = min_ms(

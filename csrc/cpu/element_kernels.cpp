@@ -68,7 +68,7 @@ void store_tile(const T* tile, int64_t c0, int64_t n, const Run& run, int64_t pi
 }
 
 template <class T>
-void generic_gather(const T* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off, const T* value,
+void generic_gather(const T* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off, const T* value,
                     int64_t value_stride, int64_t rows, const T* init, T* out, int64_t out_stride, int64_t len) {
   for (int64_t r = 0; r < rows; ++r) {
     T acc[kElementRun];
@@ -84,7 +84,7 @@ void generic_gather(const T* src, const ElementSegment* segs, int64_t n_segs, co
 }
 
 template <class T>
-void generic_dot(const T* a, int64_t a_stride, int64_t rows, const T* src, int64_t base, const int64_t* off, int64_t n,
+void generic_dot(const T* a, int64_t a_stride, int64_t rows, const T* src, int64_t base, const int32_t* off, int64_t n,
                  T* acc, int64_t acc_stride, int64_t len) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < n; ++i) {
@@ -117,6 +117,11 @@ ElementMath<float> element_math<float>() {
   }
 }
 
+bool element_layouts_fit(const ElementLayouts& el) {
+  const int64_t limit = int64_t(1) << 31;
+  return el.x_numel + kElementAlign < limit && el.dy_numel + kElementAlign < limit;
+}
+
 ElementLayouts element_layouts(const ConvGeometry& g) {
   ElementLayouts el{};
   const bool unit_w = g.SW == 1;
@@ -144,10 +149,10 @@ void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* v
   if (forward_items) {
     // block-row rb holds one item per column of each of its blocks
     w->row_ptr.assign(nrb + 1, 0);
+    w->slot0.assign(row_ptr, row_ptr + nrb);
     for (int64_t rb = 0; rb < nrb; ++rb) w->row_ptr[rb + 1] = w->row_ptr[rb] + (row_ptr[rb + 1] - row_ptr[rb]) * bc;
     const int64_t n = w->row_ptr[nrb];
     w->x_off.resize(n);
-    w->slot.resize(n);
     w->value.resize(n * br);
 #pragma omp parallel for schedule(static)
     for (int64_t rb = 0; rb < nrb; ++rb) {
@@ -156,8 +161,7 @@ void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* v
         const int64_t tap = cols[s] / ncb, cb = cols[s] % ncb;
         const int64_t shift = (tap / g.KW) * g.DH * el.x.row + (tap % g.KW) * g.DW * el.pixel;
         for (int64_t j = 0; j < bc; ++j, ++k) {
-          w->x_off[k] = (cb * bc + j) * el.x.plane + shift;
-          w->slot[k] = s * br * bc + j;
+          w->x_off[k] = static_cast<int32_t>((cb * bc + j) * el.x.plane + shift);
           for (int64_t i = 0; i < br; ++i) w->value[k * br + i] = values[(s * br + i) * bc + j];
         }
       }
@@ -182,7 +186,7 @@ void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* v
         for (int64_t q = col_ptr[col]; q < col_ptr[col + 1]; ++q) {
           const int64_t s = col_perm[q];
           for (int64_t i = 0; i < br; ++i, ++k) {
-            w->dy_off[k] = (rows[s] * br + i) * el.dy.plane;
+            w->dy_off[k] = static_cast<int32_t>((rows[s] * br + i) * el.dy.plane);
             std::copy(values + (s * br + i) * bc, values + (s * br + i + 1) * bc, w->col_value.data() + k * bc);
           }
         }
@@ -375,13 +379,18 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
       }
     }
   }
+  // item k of block-row rb is column j of slot s: k = row_ptr[rb] + (s - slot0) * bc + j
   std::fill(dvalues, dvalues + n_values, T(0));
+  const int64_t bc = g.bc;
 #pragma omp parallel for schedule(static)
-  for (int64_t k = 0; k < n_items; ++k)
-    for (int64_t i = 0; i < br; ++i) {
-      T s = partial[i * n_items + k];
-      for (int64_t part = 1; part < parts; ++part) s += partial[(part * br + i) * n_items + k];
-      dvalues[w.slot[k] + i * g.bc] = s;
+  for (int64_t rb = 0; rb < nrb; ++rb)
+    for (int64_t k = w.row_ptr[rb]; k < w.row_ptr[rb + 1]; ++k) {
+      const int64_t s = w.slot0[rb] + (k - w.row_ptr[rb]) / bc, j = (k - w.row_ptr[rb]) % bc;
+      for (int64_t i = 0; i < br; ++i) {
+        T sum = partial[i * n_items + k];
+        for (int64_t part = 1; part < parts; ++part) sum += partial[(part * br + i) * n_items + k];
+        dvalues[(s * br + i) * bc + j] = sum;
+      }
     }
 }
 

@@ -40,7 +40,10 @@ struct ElementLayouts {
   Planes dy;      // grad-out, padded along W for the dX gather
   int64_t x_numel, dy_numel;
 };
+// The layouts of a call; the planes must hold fewer than 2^31 elements (item offsets are int32).
 ElementLayouts element_layouts(const ConvGeometry& g);
+// Whether element_layouts(g) fits int32 offsets.
+bool element_layouts_fit(const ElementLayouts& el);
 
 // A weight as items (built from the block layout once per call). An item is one column of a
 // block for the forward and dvalues (the block's br weights of one input channel and tap) and
@@ -48,15 +51,17 @@ ElementLayouts element_layouts(const ConvGeometry& g);
 // loads feeds br (or bc) multiply-adds.
 template <class T>
 struct ElementWeights {
-  // forward / dvalues: items of block-row rb are [row_ptr[rb], row_ptr[rb + 1]); item k reads the
-  // input at x_off[k]; value[k * br + i] is its weight for output channel rb * br + i, whose
-  // slot in `values` is slot[k] + i * bc
-  std::vector<int64_t> row_ptr, x_off, slot;
+  // forward / dvalues: items of block-row rb are [row_ptr[rb], row_ptr[rb + 1]), bc per block in
+  // slot order; item k reads the input at x_off[k]; value[k * br + i] is its weight for output
+  // channel rb * br + i. Offsets are int32: element_layouts() checks that the planes fit.
+  std::vector<int64_t> row_ptr, slot0;  // slot0[rb]: the first slot of block-row rb
+  std::vector<int32_t> x_off;
   std::vector<T> value;
   // dX: items of block-column cb at tap t are [col_ptr[cb * taps + t], ... + 1); item k reads the
   // plane of one output channel of dY at dy_off[k]; col_value[k * bc + j] is its weight for input
   // channel cb * bc + j
-  std::vector<int64_t> col_ptr, dy_off;
+  std::vector<int64_t> col_ptr;
+  std::vector<int32_t> dy_off;
   std::vector<T> col_value;
 };
 
@@ -107,9 +112,9 @@ struct ElementSegment {
 };
 template <class T>
 struct ElementMath {
-  void (*gather)(const T* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off, const T* value,
+  void (*gather)(const T* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off, const T* value,
                  int64_t value_stride, int64_t rows, const T* init, T* out, int64_t out_stride, int64_t len);
-  void (*dot)(const T* a, int64_t a_stride, int64_t rows, const T* src, int64_t base, const int64_t* off, int64_t n,
+  void (*dot)(const T* a, int64_t a_stride, int64_t rows, const T* src, int64_t base, const int32_t* off, int64_t n,
               T* acc, int64_t acc_stride, int64_t len);
 };
 template <class T>
@@ -117,10 +122,10 @@ ElementMath<T> element_math();
 
 #define SUPTICKETS_DECLARE_ELEMENT_SIMD(ns)                                                                            \
   namespace ns {                                                                                                       \
-  void element_gather(const float* src, const ElementSegment* segs, int64_t n_segs, const int64_t* off,                \
+  void element_gather(const float* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off,                \
                       const float* value, int64_t value_stride, int64_t rows, const float* init, float* out,           \
                       int64_t out_stride, int64_t len);                                                                \
-  void element_dot(const float* a, int64_t a_stride, int64_t rows, const float* src, int64_t base, const int64_t* off, \
+  void element_dot(const float* a, int64_t a_stride, int64_t rows, const float* src, int64_t base, const int32_t* off, \
                    int64_t n, float* acc, int64_t acc_stride, int64_t len);                                            \
   }
 SUPTICKETS_DECLARE_ELEMENT_SIMD(avx2)

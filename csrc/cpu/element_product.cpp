@@ -22,9 +22,22 @@ void pack(const Tensor& t, const Strides& s, int64_t B, int64_t C, int64_t H, in
 
 bool element_kernels_run(int64_t br, int64_t bc) { return std::min(br, bc) < 8; }
 
+namespace {
+
+ElementLayouts checked_layouts(const ConvGeometry& g, const char* op) {
+  const ElementLayouts el = element_layouts(g);
+  TORCH_CHECK_VALUE(element_layouts_fit(el), "suptickets::", op, ": the activations (", g.B, " x ", g.Cin, " x ", g.H,
+                    " x ", g.W, " input, ", g.Cout, " x ", g.Ho, " x ", g.Wo,
+                    " output) exceed the 2^31 elements the kernels of blocks with a side below 8 index; use a "
+                    "smaller batch or blocks of at least 8 x 8");
+  return el;
+}
+
+}  // namespace
+
 void element_product_forward(const ConvGeometry& g, const Tensor& x, const Strides& xs, const Tensor& values,
                              const Layout& L, const Tensor& bias, Tensor& y, const Strides& ys) {
-  const ElementLayouts el = element_layouts(g);
+  const ElementLayouts el = checked_layouts(g, "bsr_product");
   const Tensor vals = values.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "suptickets_element_forward", [&] {
     ElementWeights<scalar_t> w;

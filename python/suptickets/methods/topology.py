@@ -100,20 +100,60 @@ class Topology:
                      grow_scores: torch.Tensor | None = None, event: str = "prune-regrow") -> LayerUpdate:
         """Drops the ``k`` lowest-magnitude blocks of ``layer`` and grows ``k`` by ``growth``
         ("gradient" or "random"), or by the given ``grow_scores`` grid; grown blocks and their
-        optimizer state start at zero. ``event`` names the change in the record."""
+        optimizer state start at zero. ``event`` names the change in the record. A grid of more
+        than ``CHUNK_BLOCKS`` blocks (``(1, 1)`` blocks on a large layer) is scored and selected
+        in pieces of block-rows, with the same result, so no score grid of the weight's size exists."""
         k = min(int(k), layer.nnz)
         if k > 0:
             layout = layer.layout
-            if grow_scores is None:
-                grow_scores = self.grow_scores(layer, growth)
             try:
-                drop, grow = ops.prune_grow(self.magnitude(layer), grow_scores, layout, k)
+                if grow_scores is None and layout.num_blocks > self.CHUNK_BLOCKS:
+                    drop, grow = self._select_by_rows(layer, k, growth)
+                else:
+                    if grow_scores is None:
+                        grow_scores = self.grow_scores(layer, growth)
+                    drop, grow = ops.prune_grow(self.magnitude(layer), grow_scores, layout, k)
             except ValueError as exc:  # NaN or inf scores: name the layer and the step
                 raise ValueError(f"step {step}, layer {name!r}: {exc} (training diverged: lower the learning "
                                  "rate)") from None
             new_layout, src = layout.replace_blocks(drop, grow)
             repack(layer, new_layout, src, self.optimizer)
         return self._record(step, name, layer, event, k, k)
+
+    # The most blocks a score grid is built for at once (4 MiB of float32 scores).
+    CHUNK_BLOCKS = 1 << 20
+
+    def _select_by_rows(self, layer: BlockSparseWeight, k: int, growth: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ops.prune_grow(magnitude, grow_scores, layout, k)`` with the grow scores made and
+        selected a piece of block-rows at a time: each piece's ``k`` best inactive blocks (ties to
+        the lower index, as ``prune_grow``), merged into the ``k`` best so far."""
+        layout = layer.layout
+        drop, _ = ops.prune_grow(self.magnitude(layer), None, layout, k, 0)
+        kept = torch.ones(layout.nnz, dtype=torch.bool, device=drop.device)
+        kept[drop] = False
+        rows, cols = layout.rows[kept.to(layout.rows.device)], layout.cols[kept.to(layout.cols.device)]
+        n_rows, n_cols = layout.grid
+        step_rows = max(1, self.CHUNK_BLOCKS // n_cols)
+        if growth == "gradient":
+            pieces = layer.gradient_score_rows(self.score, step_rows)
+        else:
+            pieces = ((r0, torch.rand((min(step_rows, n_rows - r0), n_cols), generator=self.generator,
+                                      dtype=torch.float64).to(layer.values.device))
+                      for r0 in range(0, n_rows, step_rows))
+        best_scores, best = None, None
+        for r0, scores in pieces:
+            inside = (rows >= r0) & (rows < r0 + scores.shape[0])
+            piece = _Piece(rows[inside] - r0, cols[inside], tuple(scores.shape))
+            take = min(k, piece.num_blocks - piece.nnz)
+            _, grown = ops.prune_grow(scores.new_zeros(piece.nnz), scores, piece, 0, take)
+            grown = grown.to(scores.device)
+            found = scores.flatten()[grown]
+            grown = grown + r0 * n_cols
+            if best is not None:  # the earlier pieces' blocks have lower indices: ties keep them first
+                found, grown = torch.cat([best_scores, found]), torch.cat([best, grown])
+            order = torch.sort(found, descending=True, stable=True).indices[:k]
+            best_scores, best = found[order], grown[order]
+        return drop, torch.sort(best).values
 
     def keep_global(self, step: int, scores: list[torch.Tensor], keep_weights: int, event: str) -> list[LayerUpdate]:
         """Keeps the blocks of highest score per weight across all layers, ``keep_weights``
@@ -172,3 +212,12 @@ def select_global(scores: list[torch.Tensor], areas: list[int], keep_weights: in
         dropped = torch.ones(len(flat), dtype=torch.bool)
         dropped[order[kept]] = False
     return [d.nonzero().squeeze(1) for d in dropped.split(sizes)]
+
+
+class _Piece:
+    """The part of a layout that lies in a band of block-rows, as ``ops.prune_grow`` reads one."""
+
+    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, grid: tuple[int, int]):
+        self.rows, self.cols, self.grid = rows.to(torch.int32), cols.to(torch.int32), grid
+        self.nnz = int(rows.numel())
+        self.num_blocks = grid[0] * grid[1]

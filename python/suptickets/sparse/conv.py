@@ -88,6 +88,8 @@ class SparseConv2d(BlockSparseWeight):
         self._capture(x, y)
         return y.squeeze(0) if unbatched else y
 
+    _channel_dim = 1  # of the output (gradient)
+
     def _grad_scores(self, inputs, grads, kind):
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
         g = grads[0] if len(grads) == 1 else torch.cat(grads)

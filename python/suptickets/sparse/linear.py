@@ -44,9 +44,11 @@ class SparseLinear(BlockSparseWeight):
         self._capture(x, y)
         return y
 
+    _channel_dim = -1  # of the output (gradient)
+
     def _grad_scores(self, inputs, grads, kind):
         x = torch.cat([t.reshape(-1, self.in_features) for t in inputs])
-        g = torch.cat([t.reshape(-1, self.out_features) for t in grads])
+        g = torch.cat([t.reshape(-1, t.shape[-1]) for t in grads])
         return ops.linear_grad_scores(x, g, self.block_size, kind)
 
     @classmethod

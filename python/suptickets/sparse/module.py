@@ -194,6 +194,12 @@ class BlockSparseWeight(nn.Module):
         Under ``torch.distributed`` the captured tensors of all ranks are gathered first, so
         the score is that of the global batch on every rank (the gradient each rank's loss
         gives must be its share of the global loss, as ``suptickets train`` arranges)."""
+        return next(self.gradient_score_rows(kind, self.layout.grid[0]))[1]
+
+    def gradient_score_rows(self, kind: str, block_rows: int):
+        """The rows of :meth:`gradient_scores` in pieces of ``block_rows`` block-rows: yields
+        ``(r0, scores[r0:r0 + block_rows])`` in order, one piece in memory at a time (for
+        ``(1, 1)`` blocks the whole grid is as large as the dense weight)."""
         xs, gs = getattr(self, "_captured_inputs", []), getattr(self, "_captured_grads", [])
         if not xs or len(xs) != len(gs):
             raise RuntimeError(
@@ -202,7 +208,15 @@ class BlockSparseWeight(nn.Module):
             )
         # With several processes, the score is of the global batch: every rank's inputs and
         # output gradients, gathered, so every rank takes the same topology decision.
-        return self._grad_scores(gather_batch(xs), gather_batch(gs), kind)
+        inputs, grads = gather_batch(xs), gather_batch(gs)
+        rows, br = self.layout.grid[0], self.block_size[0]
+        dim = self._channel_dim
+        for r0 in range(0, rows, block_rows):
+            n = min(block_rows, rows - r0) * br
+            part = grads if n == rows * br else [g.narrow(dim, r0 * br, n) for g in grads]
+            yield r0, self._grad_scores(inputs, part, kind)
+
+    _channel_dim: int  # the output channels' dimension of the layer's output
 
     def _grad_scores(self, inputs: list, grads: list, kind: str) -> torch.Tensor:
         raise NotImplementedError
