@@ -33,6 +33,8 @@ def forward_backward(layer, x, grad):
 
 def check_against_dense(sparse, dense, x, grad):
     """The sparse layer's output and gradients equal the dense layer's with the same weight."""
+    sparse.zero_grad(set_to_none=True)
+    dense.zero_grad(set_to_none=True)
     xs, xd = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
     ys, yd = sparse(xs), dense(xd)
     ys.backward(grad)
@@ -40,7 +42,9 @@ def check_against_dense(sparse, dense, x, grad):
     torch.testing.assert_close(ys, yd, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(xs.grad, xd.grad, rtol=1e-4, atol=1e-4)
     mask = dense.weight.detach() != 0
-    weight_grad = sparse.layout.dense_weight(sparse.values.grad).reshape(dense.weight.shape)
+    layout, grad_values = sparse.layout, sparse.values.grad
+    weight_grad = (layout.conv_weight(grad_values, sparse.kernel_size) if isinstance(sparse, st.SparseConv2d)
+                   else layout.dense_weight(grad_values))
     torch.testing.assert_close(weight_grad[mask], dense.weight.grad[mask], rtol=1e-3, atol=1e-3)
 
 
