@@ -48,6 +48,16 @@ std::vector<Run> output_runs(const ConvGeometry& g, const ElementLayouts& el) {
   return runs;
 }
 
+// This thread's buffer of at least n elements, kept between calls: a buffer freed and
+// taken again on every work unit would cost a page fault (and the zeroing of a huge page)
+// each time the allocator returns its memory to the system.
+template <class T, int kSlot>
+T* thread_buffer(int64_t n) {
+  static thread_local std::vector<T> buffer;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(n);
+  return buffer.data();
+}
+
 // `n` items cut into `parts` contiguous ranges of about equal size.
 int64_t cut(int64_t n, int64_t parts, int64_t p) { return p * n / parts; }
 
@@ -281,7 +291,7 @@ void element_forward(const ConvGeometry& g, const ElementLayouts& el, const Elem
   for (int64_t u = 0; u < run_blocks * row_blocks; ++u) {
     const int64_t part = u % row_blocks, kb = u / row_blocks;
     const int64_t rb0 = cut(nrb, row_blocks, part), rb1 = cut(nrb, row_blocks, part + 1);
-    std::vector<T> tile(chunk * br * kElementRun);
+    T* const tile = thread_buffer<T, 0>(chunk * br * kElementRun);
     for (int64_t r = cut(n_runs, run_blocks, kb); r < cut(n_runs, run_blocks, kb + 1); ++r) {
       const Run run = runs[r];
       for (int64_t c0 = rb0; c0 < rb1; c0 += chunk) {
@@ -289,9 +299,9 @@ void element_forward(const ConvGeometry& g, const ElementLayouts& el, const Elem
         for (int64_t rb = c0; rb < c0 + n; ++rb) {
           const ElementSegment seg{w.row_ptr[rb], w.row_ptr[rb + 1], run.x};
           math.gather(xp, &seg, 1, w.x_off.data(), w.value.data(), br, br, bias ? bias + rb * br : nullptr,
-                      tile.data() + (rb - c0) * br * kElementRun, kElementRun, run.len);
+                      tile + (rb - c0) * br * kElementRun, kElementRun, run.len);
         }
-        store_tile(tile.data(), c0 * br, n * br, run, el.pixel, y);
+        store_tile(tile, c0 * br, n * br, run, el.pixel, y);
       }
     }
   }
@@ -312,9 +322,9 @@ void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const E
   for (int64_t u = 0; u < run_blocks * col_blocks; ++u) {
     const int64_t part = u % col_blocks, kb = u / col_blocks;
     const int64_t cb0 = cut(ncb, col_blocks, part), cb1 = cut(ncb, col_blocks, part + 1);
-    std::vector<ElementSegment> segs(taps);
-    std::vector<int64_t> seg_tap(taps);
-    std::vector<T> tile(chunk * bc * kElementRun);
+    ElementSegment* const segs = thread_buffer<ElementSegment, 0>(taps);
+    int64_t* const seg_tap = thread_buffer<int64_t, 0>(taps);
+    T* const tile = thread_buffer<T, 0>(chunk * bc * kElementRun);
     for (int64_t r = cut(n_runs, run_blocks, kb); r < cut(n_runs, run_blocks, kb + 1); ++r) {
       const Run run = runs[r];
       const int64_t iw = run.e0 / p, b0 = run.e0 % p;
@@ -342,10 +352,10 @@ void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const E
             segs[k].begin = w.col_ptr[cb * taps + seg_tap[k]];
             segs[k].end = w.col_ptr[cb * taps + seg_tap[k] + 1];
           }
-          math.gather(dyp, segs.data(), n, w.dy_off.data(), w.col_value.data(), bc, bc, nullptr,
-                      tile.data() + (cb - c0) * bc * kElementRun, kElementRun, run.len);
+          math.gather(dyp, segs, n, w.dy_off.data(), w.col_value.data(), bc, bc, nullptr,
+                      tile + (cb - c0) * bc * kElementRun, kElementRun, run.len);
         }
-        store_tile(tile.data(), c0 * bc, m * bc, run, el.pixel, dx);
+        store_tile(tile, c0 * bc, m * bc, run, el.pixel, dx);
       }
     }
   }
@@ -363,12 +373,13 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
   // cut depends on the shapes only, so results do not depend on the thread count.
   const int64_t parts = std::max<int64_t>(1, std::min(n_runs, kMaxReductionParts));
   const int64_t row_blocks = std::min(nrb, std::max<int64_t>(1, kTargetUnits / parts));
-  std::vector<T> partial(parts * br * n_items, T(0));
+  T* const partial = thread_buffer<T, 1>(parts * br * n_items);
+  std::fill(partial, partial + parts * br * n_items, T(0));
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < parts * row_blocks; ++u) {
     const int64_t rp = u % row_blocks, part = u / row_blocks;
     const int64_t rb0 = cut(nrb, row_blocks, rp), rb1 = cut(nrb, row_blocks, rp + 1);
-    T* acc = partial.data() + part * br * n_items;
+    T* acc = partial + part * br * n_items;
     for (int64_t r = cut(n_runs, parts, part); r < cut(n_runs, parts, part + 1); ++r) {
       const Run run = runs[r];
       const T* dy_run = dyp + run.oh * el.dy.row + el.dy.left * el.pixel + run.e0;

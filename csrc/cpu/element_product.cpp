@@ -33,6 +33,13 @@ ElementLayouts checked_layouts(const ConvGeometry& g, const char* op) {
   return el;
 }
 
+// The item arrays, kept between calls on this thread (their capacity is reused).
+template <class T>
+ElementWeights<T>& thread_weights() {
+  static thread_local ElementWeights<T> w;
+  return w;
+}
+
 }  // namespace
 
 void element_product_forward(const ConvGeometry& g, const Tensor& x, const Strides& xs, const Tensor& values,
@@ -40,7 +47,7 @@ void element_product_forward(const ConvGeometry& g, const Tensor& x, const Strid
   const ElementLayouts el = checked_layouts(g, "bsr_product");
   const Tensor vals = values.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "suptickets_element_forward", [&] {
-    ElementWeights<scalar_t> w;
+    ElementWeights<scalar_t>& w = thread_weights<scalar_t>();
     element_weights<scalar_t>(g, el, vals.data_ptr<scalar_t>(), L.rows.data_ptr<int32_t>(), L.cols.data_ptr<int32_t>(),
                               L.row_ptr.data_ptr<int32_t>(), L.col_ptr.data_ptr<int32_t>(),
                               L.col_perm.data_ptr<int32_t>(), true, false, &w);
@@ -58,7 +65,7 @@ void element_product_backward(const ConvGeometry& g, const Tensor& grad, const S
   const Tensor vals = values.contiguous();
   Tensor &dx = out.dx, &dv = out.dv, &db = out.db;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "suptickets_element_backward", [&] {
-    ElementWeights<scalar_t> w;
+    ElementWeights<scalar_t>& w = thread_weights<scalar_t>();
     element_weights<scalar_t>(g, el, vals.data_ptr<scalar_t>(), L.rows.data_ptr<int32_t>(), L.cols.data_ptr<int32_t>(),
                               L.row_ptr.data_ptr<int32_t>(), L.col_ptr.data_ptr<int32_t>(),
                               L.col_perm.data_ptr<int32_t>(), dv.defined(), dx.defined(), &w);
