@@ -61,6 +61,21 @@ T* thread_buffer(int64_t n) {
 // `n` items cut into `parts` contiguous ranges of about equal size.
 int64_t cut(int64_t n, int64_t parts, int64_t p) { return p * n / parts; }
 
+// Runs the work units of a product in parallel: blocks of runs (their activations stay in
+// cache across the channels) times ranges of channel blocks, more ranges when there are few
+// runs. fn(r0, r1, c0, c1) computes runs [r0, r1) of channel blocks [c0, c1).
+template <class F>
+void for_each_unit(int64_t n_runs, int64_t n_blocks, const F& fn) {
+  const int64_t run_blocks = std::max<int64_t>(1, std::min(n_runs, kTargetUnits));
+  const int64_t parts = std::min(n_blocks, std::max<int64_t>(1, kTargetUnits / run_blocks));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t u = 0; u < run_blocks * parts; ++u) {
+    const int64_t part = u % parts, kb = u / parts;
+    fn(cut(n_runs, run_blocks, kb), cut(n_runs, run_blocks, kb + 1), cut(n_blocks, parts, part),
+       cut(n_blocks, parts, part + 1));
+  }
+}
+
 // Channels whose runs are computed into a tile before they are stored to the output tensor
 // together (runs of about kPackChannels contiguous elements of a channel-innermost output).
 constexpr int64_t kStoreChannels = kPackChannels;
@@ -282,17 +297,10 @@ void element_forward(const ConvGeometry& g, const ElementLayouts& el, const Elem
   const ElementMath<T> math = element_math<T>();
   const std::vector<Run> runs = output_runs(g, el);
   const int64_t n_runs = static_cast<int64_t>(runs.size()), nrb = g.out_blocks(), br = g.br;
-  // Units: blocks of runs (their input stays in cache across the output channels) times
-  // ranges of block-rows when there are few runs.
-  const int64_t run_blocks = std::min(n_runs, kTargetUnits);
-  const int64_t row_blocks = std::min(nrb, std::max<int64_t>(1, kTargetUnits / run_blocks));
   const int64_t chunk = store_blocks(br);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t u = 0; u < run_blocks * row_blocks; ++u) {
-    const int64_t part = u % row_blocks, kb = u / row_blocks;
-    const int64_t rb0 = cut(nrb, row_blocks, part), rb1 = cut(nrb, row_blocks, part + 1);
+  for_each_unit(n_runs, nrb, [&](int64_t r0, int64_t r1, int64_t rb0, int64_t rb1) {
     T* const tile = thread_buffer<T, 0>(chunk * br * kElementRun);
-    for (int64_t r = cut(n_runs, run_blocks, kb); r < cut(n_runs, run_blocks, kb + 1); ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       const Run run = runs[r];
       for (int64_t c0 = rb0; c0 < rb1; c0 += chunk) {
         const int64_t n = std::min(chunk, rb1 - c0);
@@ -304,7 +312,7 @@ void element_forward(const ConvGeometry& g, const ElementLayouts& el, const Elem
         store_tile(tile, c0 * br, n * br, run, el.pixel, y);
       }
     }
-  }
+  });
 }
 
 template <class T>
@@ -315,17 +323,12 @@ void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const E
   const std::vector<Run> runs = row_runs(g.H, g.W, el.pixel, unit_w, kElementRun);
   const int64_t n_runs = static_cast<int64_t>(runs.size()), taps = g.KH * g.KW, p = el.pixel;
   const int64_t ncb = g.in_blocks(), bc = g.bc;
-  const int64_t run_blocks = std::min(n_runs, kTargetUnits);
-  const int64_t col_blocks = std::min(ncb, std::max<int64_t>(1, kTargetUnits / run_blocks));
   const int64_t chunk = store_blocks(bc);
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t u = 0; u < run_blocks * col_blocks; ++u) {
-    const int64_t part = u % col_blocks, kb = u / col_blocks;
-    const int64_t cb0 = cut(ncb, col_blocks, part), cb1 = cut(ncb, col_blocks, part + 1);
+  for_each_unit(n_runs, ncb, [&](int64_t r0, int64_t r1, int64_t cb0, int64_t cb1) {
     ElementSegment* const segs = thread_buffer<ElementSegment, 0>(taps);
     int64_t* const seg_tap = thread_buffer<int64_t, 0>(taps);
     T* const tile = thread_buffer<T, 0>(chunk * bc * kElementRun);
-    for (int64_t r = cut(n_runs, run_blocks, kb); r < cut(n_runs, run_blocks, kb + 1); ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       const Run run = runs[r];
       const int64_t iw = run.e0 / p, b0 = run.e0 % p;
       // the taps whose output pixel exists, and where their run starts in dY
@@ -358,7 +361,7 @@ void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const E
         store_tile(tile, c0 * bc, m * bc, run, el.pixel, dx);
       }
     }
-  }
+  });
 }
 
 template <class T>
