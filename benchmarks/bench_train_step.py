@@ -1,7 +1,7 @@
 """One training step of VGG-16 and ResNet-18 at CIFAR shapes, dense against sparse, on this CPU.
 
     python benchmarks/bench_train_step.py            # both models, ERK 90 % and 95 %, blocks 1 4 8 16 32
-    python benchmarks/bench_train_step.py --quick    # VGG-16, ERK 90 %, the same blocks (< 3 minutes)
+    python benchmarks/bench_train_step.py --quick    # VGG-16, ERK 90 %, blocks 1 and 32 (< 3 minutes)
 
 A step is forward, backward and SGD with momentum on a batch of 128 32x32 images, plus RigL's
 topology update amortised at delta T = 100: (99 plain steps + 1 update step) / 100, the update
@@ -11,7 +11,8 @@ machine whose speed drifts slows both alike. Columns:
 - img/s, and speedup = dense step time / sparse step time;
 - FLOPs ratio: training FLOPs of the sparse step over the dense one (``st.flops``), and
   eta_step = speedup x FLOPs ratio (1.0: the sparse step runs its FLOPs as fast as dense does);
-- peak MB: the resident memory a step adds to a fresh process (``_measure.peak_mb``, median of 3);
+- peak MB: the resident memory a step adds to a fresh process (``_measure.peak_mb``, median of 3
+  processes; one with --quick);
 - outside: the share of the sparse step spent outside the suptickets operators (BatchNorm, ReLU,
   pooling, the loss, the optimizer), from a profile of one plain step.
 """
@@ -88,7 +89,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="VGG-16 at ERK 90 %% only")
     parser.add_argument("--models", default=None, help="comma-separated: vgg16,resnet18")
     parser.add_argument("--sparsities", default=None, help="comma-separated, e.g. 0.9,0.95")
-    parser.add_argument("--blocks", default="1,4,8,16,32", help="block sides (1: unstructured)")
+    parser.add_argument("--blocks", default=None, help="block sides (1: unstructured); default 1,4,8,16,32, "
+                        "with --quick 1,32")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--peak-of", nargs=3, help=argparse.SUPPRESS)
@@ -99,7 +101,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     models = (args.models or ("vgg16" if args.quick else "vgg16,resnet18")).split(",")
     sparsities = [float(s) for s in (args.sparsities or ("0.9" if args.quick else "0.9,0.95")).split(",")]
-    blocks = [int(b) for b in args.blocks.split(",")]
+    blocks = [int(b) for b in (args.blocks or ("1,32" if args.quick else "1,4,8,16,32")).split(",")]
+    peak_runs = 1 if args.quick else 3
     repeats = args.repeats or (3 if args.quick else 5)
     print(f"# suptickets {st.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, float32, "
@@ -109,7 +112,7 @@ def main(argv=None):
     rows = []
     for model_name in models:
         _, _, _, dense_step = make_run(model_name, None, 1)
-        dense_peak = peak_in_fresh_process(model_name, "dense", 1)
+        dense_peak = peak_in_fresh_process(model_name, "dense", 1, peak_runs)
         for sparsity in sparsities:
             for block in blocks:
                 model, _, training, step = make_run(model_name, 1 - sparsity, block)
@@ -122,7 +125,7 @@ def main(argv=None):
                 rows.append((model_name, f"{sparsity:.2f}", f"{block}x{block}", f"{BATCH / dense_ms * 1e3:.0f}",
                              f"{BATCH / sparse_ms * 1e3:.0f}", f"{speedup:.2f}x", f"{ratio:.3f}",
                              f"{speedup * ratio:.2f}", f"{dense_peak:.0f}",
-                             f"{peak_in_fresh_process(model_name, 1 - sparsity, block):.0f}",
+                             f"{peak_in_fresh_process(model_name, 1 - sparsity, block, peak_runs):.0f}",
                              f"{outside_share(step):.0%}"))
                 print(f"  {model_name} {sparsity} {block}x{block}: {speedup:.2f}x", file=sys.stderr, flush=True)
     print(markdown_table(header, rows))
