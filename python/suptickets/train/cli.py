@@ -37,7 +37,8 @@ from .runner import DivergenceError, Run
 
 EXIT_USAGE = 2    # bad input: an option, a data file, a checkpoint, a folder
 EXIT_FAILURE = 1  # the run itself failed: diverged, or a process did not answer
-_ADDED_LATER = {"dist_timeout"}  # options a config.json of an older version lacks (their defaults apply)
+# options a config.json of an older version lacks (their defaults apply)
+_ADDED_LATER = {"dist_timeout", "val_size", "drop_schedule", "cycles", "ticket_trace"}
 _RESUMABLE = {"quiet", "threads", "workers", "device", "dist_timeout"}  # what --resume may change
 
 
@@ -55,7 +56,9 @@ def _choices(names) -> str:
 OPTIONS = [
     ("data and model", [
         ("dataset", str, _choices(DATASETS)),
-        ("data-dir", str, "folder holding cifar-10-batches-py/, cifar-100-python/ or ImageNet's train/ and val/"),
+        ("data-dir", str, "folder holding cifar-10-batches-py/, cifar-100-python/, ImageNet's train/ and val/, or "
+                          "Fashion-MNIST's four IDX files (unset for fashion-mnist: its Debian package's folder)"),
+        ("val-size", int, "training samples held out as a validation split (evaluated every epoch)"),
         ("model", str, _choices(MODELS)),
         ("workers", int, "ImageNet loader processes"),
     ]),
@@ -67,6 +70,7 @@ OPTIONS = [
         ("dense-first", "bool", "keep the first layer dense"),
         ("update-every", int, "steps between topology updates (Delta T)"),
         ("drop-fraction", float, "RigL/SET drop fraction, GraNet regrowth fraction"),
+        ("drop-schedule", str, "RigL/SET: constant | cosine (unset: RigL cosine, SET constant)"),
         ("update-end", float, "RigL/SET: no update after this fraction of the run"),
         ("granet-initial-density", float, "GraNet's starting density"),
         ("granet-prune-end", float, "GraNet: gradual pruning ends at this fraction of the run"),
@@ -75,6 +79,7 @@ OPTIONS = [
         ("sup-tickets", "bool", "boost the method with Sup-tickets (--no-sup-tickets: the base method alone)"),
         ("cycle-rate", float, "fraction of the run for the cyclic phase"),
         ("cycle-epochs", int, "epochs per cycle (paper: 8 on CIFAR, 2 on ImageNet)"),
+        ("cycles", int, "number of cycles M filling the cyclic phase, in place of --cycle-epochs"),
         ("lr-low", float, "alpha_1 (unset: the base schedule's last learning rate)"),
         ("lr-high", float, "alpha_2"),
         ("explore-fraction", float, "fraction of blocks replaced per exploration"),
@@ -82,6 +87,8 @@ OPTIONS = [
         ("reprune", str, "layer | global"),
         ("bn", str, "average | recompute"),
         ("base-ticket", "bool", "count the base phase's network as ticket 0 (the authors' code)"),
+        ("ticket-trace", "bool", "evaluate each ticket, the network after each exploration and the tickets' "
+                                 "ensemble (summary.json: ticket_trace)"),
     ]),
     ("optimisation", [
         ("epochs", int, ""),

@@ -1,8 +1,10 @@
 """The configuration of a training run: defaults < preset < config file < command-line flags.
 
 The dataset picks a default preset (``digits`` -> ``digits``, CIFAR -> ``cifar-paper``,
-ImageNet -> ``imagenet-paper``), so ``--dataset cifar100`` alone trains with the paper's
-CIFAR hyperparameters; ``--preset`` chooses one explicitly. Every field is checked by
+ImageNet -> ``imagenet-paper``, Fashion-MNIST -> ``fashion-mnist``), so ``--dataset cifar100``
+alone trains with the paper's CIFAR recipe; ``--preset`` chooses one explicitly. The paper
+presets take the paper's tables where it gives a value and the authors' published command
+lines (luuyin/Sup-tickets, README) where it is silent; each field says which. Every field is checked by
 :func:`validate`, which raises :class:`ConfigError` naming the option and what it accepts.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Config:
     data_dir: str | None = None
     model: str = "cnn"
     workers: int = 4
+    val_size: int = 0                # training samples held out as a validation split
     # sparsity
     method: str = "rigl"
     sparsity: float = 0.9
@@ -41,6 +44,7 @@ class Config:
     dense_first: bool = False
     update_every: int = 100          # RigL/SET/GraNet: steps between topology updates (Delta T)
     drop_fraction: float = 0.3       # RigL/SET: alpha; GraNet: the regrowth fraction
+    drop_schedule: str | None = None  # RigL/SET: constant | cosine (unset: the method's own, RigL cosine, SET constant)
     update_end: float = 0.75         # RigL/SET: no update after this fraction of the run
     granet_initial_density: float = 0.5
     granet_prune_end: float = 0.5    # GraNet: gradual pruning ends at this fraction of the run
@@ -48,6 +52,7 @@ class Config:
     sup_tickets: bool = True
     cycle_rate: float = 0.1
     cycle_epochs: int = 4
+    cycles: int | None = None        # M cycles filling the cyclic phase, in place of --cycle-epochs
     lr_low: float | None = None      # default: the base schedule's last learning rate
     lr_high: float = 0.005
     explore_fraction: float = 0.5
@@ -55,6 +60,7 @@ class Config:
     reprune: str = "layer"
     bn: str = "average"
     base_ticket: bool = True
+    ticket_trace: bool = False       # evaluate every ticket, the network after each exploration, the ensemble
     # optimisation
     epochs: int = 120
     batch_size: int = 32
@@ -79,24 +85,44 @@ class Config:
         return d
 
 
+# luuyin/Sup-tickets README, CIFAR command line: --update-frequency 1000 --prune-rate 0.5 --decay-schedule
+# constant --large-death-rate 0.5 --update_bn, global magnitude re-pruning of the superposed network
+# (its main_sup.py), and the base phase's network counted as ticket 0
+_AUTHORS_TOPOLOGY = dict(drop_fraction=0.5, drop_schedule="constant", explore_fraction=0.5, reprune="global",
+                         bn="recompute", base_ticket=True)
+
 PRESETS = {
     # the embedded default: runs in minutes on two CPU cores
     "digits": dict(dataset="digits", model="cnn", epochs=120, batch_size=32, lr=0.1, momentum=0.9, weight_decay=5e-4,
                    cycle_epochs=4, lr_high=0.005, update_every=100),
     # Table 7 of the paper (Yin et al., 2022): 250 epochs, batch 128, LR 0.1 /10 at 113 and 169
     # (1/2 and 3/4 of the 226 base epochs: the default milestones),
-    # cycles of 8 epochs in the last 10 %, alpha_1 0.001, alpha_2 0.005, SGD momentum 0.9, WD 5e-4, ERK
+    # cycles of 8 epochs in the last 10 %, alpha_1 0.001, alpha_2 0.005, SGD momentum 0.9, WD 5e-4, ERK.
+    # Not in the paper: the authors' CIFAR command line (_AUTHORS_TOPOLOGY) with an update every 1000
+    # steps (--update-frequency 1000, about 2.5 epochs of batch 128) until the cyclic phase (update_end
+    # 0.9: their code stops the base method's updates there)
     "cifar-paper": dict(dataset="cifar10", model="vgg16", epochs=250, batch_size=128, lr=0.1, momentum=0.9,
                         weight_decay=5e-4, cycle_epochs=8, cycle_rate=0.1, lr_low=0.001,
-                        lr_high=0.005, distribution="erk", update_every=100),
+                        lr_high=0.005, distribution="erk", update_every=1000, update_end=0.9, **_AUTHORS_TOPOLOGY),
     # Table 8: 100 epochs, batch 64, LR 0.1 /10 at 30, 60, 85, cycles of 2 epochs in the last 8
-    # (4 tickets: cycle_rate 0.08, see DESIGN.md), alpha_1 0.0001, alpha_2 0.0005, WD 1e-4, ERK
+    # (4 tickets: cycle_rate 0.08, see DESIGN.md), alpha_1 0.0001, alpha_2 0.0005, WD 1e-4, ERK.
+    # Not in the paper: the same topology recipe with an update every 4000 steps (the authors'
+    # ImageNet command line) until the cyclic phase (update_end 0.92)
     "imagenet-paper": dict(dataset="imagenet", model="resnet50", epochs=100, batch_size=64, lr=0.1, momentum=0.9,
                            weight_decay=1e-4, lr_milestones=[30, 60, 85], cycle_epochs=2, cycle_rate=0.08,
-                           lr_low=0.0001, lr_high=0.0005, distribution="erk", update_every=100),
+                           lr_low=0.0001, lr_high=0.0005, distribution="erk", update_every=4000, update_end=0.92,
+                           **_AUTHORS_TOPOLOGY),
+    # cifar-paper scaled to Fashion-MNIST (55,000 training images after a validation split of 5,000,
+    # 429 steps of batch 128 per epoch) and to a study of many runs on two CPU cores: 10 epochs, LR /10
+    # at 1/2 and 3/4 of the base phase, 3 cycles filling the last 10 % (a third of an epoch each, as
+    # the paper's CIFAR cycles are a third of its 24-epoch phase), an update every 1000 steps (2.3
+    # epochs, as the authors' 1000 steps are 2.6 CIFAR epochs) until the cyclic phase
+    "fashion-mnist": dict(dataset="fashion-mnist", model="mlp3x1000", epochs=10, batch_size=128, lr=0.1, momentum=0.9,
+                          weight_decay=5e-4, cycles=3, cycle_rate=0.1, lr_low=0.001, lr_high=0.005, distribution="erk",
+                          update_every=1000, update_end=0.9, val_size=5000, **_AUTHORS_TOPOLOGY),
 }
 _DATASET_PRESET = {"digits": "digits", "cifar10": "cifar-paper", "cifar100": "cifar-paper",
-                   "imagenet": "imagenet-paper"}
+                   "imagenet": "imagenet-paper", "fashion-mnist": "fashion-mnist"}
 
 FIELDS = {f.name for f in dataclasses.fields(Config)}
 
@@ -174,9 +200,9 @@ def resolve(file_values: dict, flag_values: dict) -> Config:
 
 
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "y": True, "false": False, "no": False, "off": False, "n": False}
-BOOL_FIELDS = ("dense_first", "sup_tickets", "base_ticket")
-_STR_FIELDS = ("dataset", "data_dir", "model", "method", "distribution", "superpose", "reprune", "bn", "device", "out",
-               "preset")
+BOOL_FIELDS = ("dense_first", "sup_tickets", "base_ticket", "ticket_trace")
+_STR_FIELDS = ("dataset", "data_dir", "model", "method", "distribution", "drop_schedule", "superpose", "reprune", "bn",
+               "device", "out", "preset")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -222,6 +248,8 @@ def validate(c: Config) -> None:
     _in(c.superpose, "--superpose", ("cia", "caa", "cima"))
     _in(c.reprune, "--reprune", ("layer", "global"))
     _in(c.bn, "--bn", ("average", "recompute"))
+    if c.drop_schedule is not None:
+        _in(c.drop_schedule, "--drop-schedule", ("constant", "cosine"))
     _number(c.sparsity, "--sparsity", 0, 1, high_open=True)
     if c.method == "dense" and c.sparsity != 0:
         c.sparsity = 0.0
@@ -243,6 +271,9 @@ def validate(c: Config) -> None:
     _number(c.granet_prune_end, "--granet-prune-end", 0, 1, low_open=True, high_open=True)
     _number(c.cycle_rate, "--cycle-rate", 0, 1, low_open=True, high_open=True)
     _number(c.cycle_epochs, "--cycle-epochs", 1, None, integer=True)
+    if c.cycles is not None:
+        _number(c.cycles, "--cycles", 1, None, integer=True)
+    _number(c.val_size, "--val-size", 0, None, integer=True)
     _number(c.lr_high, "--lr-high", 0, None, low_open=True)
     if c.lr_low is not None:
         _number(c.lr_low, "--lr-low", 0, None)
@@ -261,7 +292,7 @@ def validate(c: Config) -> None:
                 isinstance(m, int) and not isinstance(m, bool) and 0 < m <= c.epochs for m in c.lr_milestones):
             raise ConfigError(f"--lr-milestones must be epochs in [1, --epochs={c.epochs}]; got {c.lr_milestones!r}")
         c.lr_milestones = sorted(c.lr_milestones)
-    if c.dataset != "digits" and not c.data_dir:
+    if c.dataset not in ("digits", "fashion-mnist") and not c.data_dir:
         raise ConfigError(f"--dataset {c.dataset} needs --data-dir (the folder that holds the dataset)")
-    if c.dataset != "digits" and not os.path.isdir(c.data_dir):
+    if c.data_dir and not os.path.isdir(c.data_dir):
         raise ConfigError(f"--data-dir {c.data_dir} is not a folder")

@@ -1,5 +1,6 @@
-"""Datasets of ``suptickets train``: scikit-learn's digits (no download), CIFAR-10/100 from
-the standard python-pickle folders (no torchvision), ImageNet from an ImageFolder tree
+"""Datasets of ``suptickets train``: scikit-learn's digits (no download), Fashion-MNIST from
+its four IDX files (Debian's ``dataset-fashion-mnist`` package installs them), CIFAR-10/100
+from the standard python-pickle folders (no torchvision), ImageNet from an ImageFolder tree
 (torchvision).
 
 A dataset yields the training set in global batches of ``batch_size`` (the last partial
@@ -11,14 +12,21 @@ batch, so the processes together see exactly the batches of a single process.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import shutil
+import subprocess
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from . import restricted_pickle
+from .idx import IdxError, read_idx
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
+DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "imagenet")
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                       "t10k-labels-idx1-ubyte.gz")
+_FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)  # where Debian's package puts the files
 
 # Per-channel mean and std of the training images (the values used by the CIFAR literature).
 _CIFAR_STATS = {
@@ -54,6 +62,9 @@ class TensorDataset:
     augment: bool = False
     mean: tuple | None = None
     std: tuple | None = None
+    padding: int = 4                   # of the random crops, when ``augment``
+    x_val: torch.Tensor | None = None  # a validation split held out of the training set
+    y_val: torch.Tensor | None = None
 
     @property
     def in_channels(self) -> int:
@@ -81,13 +92,46 @@ class TensorDataset:
             idx = order[i * batch_size:(i + 1) * batch_size]
             x = self.x_train[idx]
             if self.augment:
-                x = random_crop_flip(x, g)
+                x = random_crop_flip(x, g, self.padding)
             part = local_part(len(idx), rank, world)
             yield self._normalise(x[part]), self.y_train[idx[part]]
 
     def test_batches(self, batch_size: int):
         for i in range(0, self.test_size, batch_size):
             yield self._normalise(self.x_test[i:i + batch_size]), self.y_test[i:i + batch_size]
+
+    @property
+    def val_size(self) -> int:
+        return 0 if self.y_val is None else self.y_val.numel()
+
+    def val_batches(self, batch_size: int):
+        for i in range(0, self.val_size, batch_size):
+            yield self._normalise(self.x_val[i:i + batch_size]), self.y_val[i:i + batch_size]
+
+    def hold_out(self, n: int, seed: int = 0) -> "TensorDataset":
+        """This dataset with ``n`` training samples moved to a validation split: a stratified
+        draw (each class in its share of the training set) fixed by ``seed`` alone, so every
+        run with the same ``n`` trains and validates on the same images."""
+        if n == 0:
+            return self
+        if not 0 < n < self.train_size:
+            raise DataError(f"--val-size must be in [0, {self.train_size}) (the training set of {self.name}); got {n}")
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(self.train_size, generator=g)
+        labels = self.y_train[order]
+        picked = []
+        for k in range(self.num_classes):  # the first of each class in the drawn order, in proportion
+            members = order[labels == k]
+            picked.append(members[:round(n * members.numel() / self.train_size)])
+        val = torch.cat(picked)
+        if val.numel() != n:  # rounding: fill or trim in the drawn order
+            rest = order[~torch.isin(order, val)]
+            val = torch.cat([val, rest[:max(0, n - val.numel())]])[:n]
+        val = val.sort().values
+        keep = torch.ones(self.train_size, dtype=torch.bool)
+        keep[val] = False
+        return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep], x_val=self.x_train[val],
+                       y_val=self.y_train[val])
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean is None:
@@ -99,7 +143,8 @@ class TensorDataset:
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
     """Random ``H x W`` crops of the images zero-padded by ``padding`` and random horizontal
-    flips (probability 1/2), drawn from ``generator``: the standard CIFAR augmentation."""
+    flips (probability 1/2), drawn from ``generator``: the standard CIFAR augmentation
+    (``padding`` 4; 2 for the 28x28 Fashion-MNIST images)."""
     B, _, H, W = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4)
     oy = torch.randint(0, 2 * padding + 1, (B,), generator=generator)
@@ -128,6 +173,57 @@ def load_digits(split_seed: int = 0) -> TensorDataset:
     mean, std = x[train].mean(), x[train].std()
     x = (x - mean) / std
     return TensorDataset("digits", 10, x[train], y[train], x[test], y[test])
+
+
+def fashion_mnist_dir() -> str | None:
+    """The folder of the installed ``dataset-fashion-mnist`` package: the one ``dpkg -L`` lists
+    with the training images in it, else the folder the package is known to use, else None."""
+    folders = list(_FASHION_MNIST_DIRS)
+    if shutil.which("dpkg-query"):
+        try:
+            listed = subprocess.run(["dpkg-query", "-L", FASHION_MNIST_PACKAGE], capture_output=True, text=True,
+                                    timeout=30, check=False).stdout.splitlines()
+        except (OSError, subprocess.SubprocessError):
+            listed = []
+        folders = [os.path.dirname(p) for p in listed if os.path.basename(p) == FASHION_MNIST_FILES[0]] + folders
+    for folder in folders:
+        if all(os.path.isfile(os.path.join(folder, f)) for f in FASHION_MNIST_FILES):
+            return folder
+    return None
+
+
+def load_fashion_mnist(data_dir: str | None) -> TensorDataset:
+    """Fashion-MNIST (Xiao et al., 2017): 60,000 training and 10,000 test 28x28 grey images of 10
+    classes, from the four IDX files in ``data_dir`` (default: :func:`fashion_mnist_dir`), read as
+    uint8 and normalised by the training images' mean and std; training batches get random
+    crops (padding 2) and horizontal flips."""
+    folder = data_dir or fashion_mnist_dir()
+    if folder is None:
+        raise DataError(f"fashion-mnist: the dataset is not installed: `apt-get install {FASHION_MNIST_PACKAGE}` "
+                        "(Debian/Ubuntu), or --data-dir a folder with its four IDX files")
+    missing = [f for f in FASHION_MNIST_FILES if not os.path.isfile(os.path.join(folder, f))]
+    if missing:
+        raise DataError(f"fashion-mnist: --data-dir {folder} lacks {', '.join(missing)} (the four IDX files of "
+                        f"the dataset; `apt-get install {FASHION_MNIST_PACKAGE}` installs them)")
+    try:
+        arrays = [read_idx(os.path.join(folder, f), ndim, item)
+                  for f, ndim, item in zip(FASHION_MNIST_FILES, (3, 1, 3, 1), ((28, 28), (), (28, 28), ()))]
+    except IdxError as exc:
+        raise DataError(f"fashion-mnist: {exc}") from None
+    for (images, labels), split in ((arrays[0:2], 0), (arrays[2:4], 2)):
+        if len(images) != len(labels):
+            raise DataError(f"fashion-mnist: {os.path.join(folder, FASHION_MNIST_FILES[split])} holds {len(images)} "
+                            f"images, {FASHION_MNIST_FILES[split + 1]} {len(labels)} labels")
+        if labels.size and int(labels.max()) >= 10:
+            raise DataError(f"fashion-mnist: {os.path.join(folder, FASHION_MNIST_FILES[split + 1])}: labels must lie "
+                            f"in [0, 10), got up to {int(labels.max())}")
+    x_train, y_train, x_test, y_test = (torch.from_numpy(a) for a in arrays)
+    if len(y_train) < 2 or len(y_test) < 1:
+        raise DataError(f"fashion-mnist: {folder} holds {len(y_train)} training and {len(y_test)} test images")
+    scaled = x_train.double() / 255.0
+    mean, std = float(scaled.mean()), float(scaled.std())
+    return TensorDataset("fashion-mnist", 10, x_train.unsqueeze(1), y_train.long(), x_test.unsqueeze(1),
+                         y_test.long(), augment=True, mean=(mean,), std=(std,), padding=2)
 
 
 def _unpickle(path: str) -> dict:
@@ -235,10 +331,16 @@ class ImageFolderDataset:
         yield from torch.utils.data.DataLoader(self.test, batch_size=batch_size, num_workers=self.workers)
 
 
-def load_dataset(name: str, data_dir: str | None, workers: int = 4):
-    """The dataset ``name`` (one of ``DATASETS``); ``data_dir`` is needed for all but digits."""
+def load_dataset(name: str, data_dir: str | None, workers: int = 4, val_size: int = 0):
+    """The dataset ``name`` (one of ``DATASETS``), with ``val_size`` training samples held out
+    as a validation split (not for ImageNet, whose own validation set is its test set here);
+    ``data_dir`` is needed for all but digits and an installed Fashion-MNIST."""
+    if name == "imagenet" and val_size:
+        raise DataError("--val-size: imagenet holds no validation split out of its training folders; use 0")
     if name == "digits":
-        return load_digits()
+        return load_digits().hold_out(val_size)
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir).hold_out(val_size)
     if name not in DATASETS:
         raise DataError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
     if not data_dir:
@@ -247,4 +349,4 @@ def load_dataset(name: str, data_dir: str | None, workers: int = 4):
         raise DataError(f"--data-dir {data_dir} is not a folder")
     if name == "imagenet":
         return ImageFolderDataset(data_dir, workers)
-    return load_cifar(name, data_dir)
+    return load_cifar(name, data_dir).hold_out(val_size)

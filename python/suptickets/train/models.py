@@ -5,8 +5,13 @@ training run makes them sparse with ``st.sparsify``).
     build_model("vgg16", in_channels=3, image_size=32, num_classes=10)
 
 - ``mlp``: flatten, two hidden layers of 256 with ReLU (no BatchNorm, as SET's MLPs).
+- ``mlp3x1000``: flatten, three hidden layers of 1000 (BatchNorm + ReLU): the 784-1000-1000-
+  1000-10 network of SET's paper (Mocanu et al., 2018) on Fashion-MNIST, with BatchNorm.
 - ``cnn``: three 3x3 convolutions (32, 64, 128 channels, BatchNorm + ReLU, a 2x2 max-pool
   after the second), global average pooling, a linear classifier.
+- ``cnn2``: two 3x3 convolutions (16, 32 channels, BatchNorm + ReLU, a 2x2 max-pool after
+  each), a hidden linear layer of 128 (BatchNorm + ReLU), a linear classifier: about 210k
+  weights for 28x28 images.
 - ``vgg16``: VGG-16 with BatchNorm (configuration D) and the CIFAR classifier of the
   sparse-training literature (512-512-classes, BatchNorm in place of dropout; Dettmers &
   Zettlemoyer 2019, used by RigL, GraNet and Sup-tickets).
@@ -19,12 +24,19 @@ from __future__ import annotations
 
 from torch import nn
 
-MODELS = ("mlp", "cnn", "vgg16", "resnet18", "resnet50", "wrn28-10")
+MODELS = ("mlp", "mlp3x1000", "cnn", "cnn2", "vgg16", "resnet18", "resnet50", "wrn28-10")
 
 
 def mlp(in_features: int, num_classes: int, hidden: int = 256) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
                          nn.ReLU(), nn.Linear(hidden, num_classes))
+
+
+def mlp3x1000(in_features: int, num_classes: int, hidden: int = 1000) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    for cin in (in_features, hidden, hidden):
+        layers += [nn.Linear(cin, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.Linear(hidden, num_classes))
 
 
 def _conv_bn(cin: int, cout: int, bias: bool = False) -> list[nn.Module]:
@@ -34,6 +46,13 @@ def _conv_bn(cin: int, cout: int, bias: bool = False) -> list[nn.Module]:
 def cnn(in_channels: int, num_classes: int) -> nn.Module:
     return nn.Sequential(*_conv_bn(in_channels, 32), *_conv_bn(32, 64), nn.MaxPool2d(2), *_conv_bn(64, 128),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))
+
+
+def cnn2(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    side = image_size // 4
+    return nn.Sequential(*_conv_bn(in_channels, 16), nn.MaxPool2d(2), *_conv_bn(16, 32), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(32 * side * side, 128), nn.BatchNorm1d(128), nn.ReLU(inplace=True),
+                         nn.Linear(128, num_classes))
 
 
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -156,8 +175,14 @@ def build_model(name: str, *, in_channels: int, image_size: int, num_classes: in
     """A dense model for images of ``in_channels x image_size x image_size``."""
     if name == "mlp":
         return mlp(in_channels * image_size * image_size, num_classes)
+    if name == "mlp3x1000":
+        return mlp3x1000(in_channels * image_size * image_size, num_classes)
     if name == "cnn":
         return cnn(in_channels, num_classes)
+    if name == "cnn2":
+        if image_size < 4:
+            raise ValueError(f"cnn2 needs images of at least 4x4 pixels, got {image_size}")
+        return cnn2(in_channels, image_size, num_classes)
     if name == "vgg16":
         return vgg16(in_channels, num_classes)
     if name == "resnet18":

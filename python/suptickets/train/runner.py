@@ -111,15 +111,20 @@ def build_sparse_model(c: Config, dataset) -> torch.nn.Module:
     return model
 
 
-def build_method(c: Config, total: int):
+def build_method(c: Config, total: int, say=print):
     if c.method == "static":
         return methods.Static()
     if c.method == "snip":
         return methods.SNIP()
-    if c.method == "set":
-        return methods.SET(update_every=c.update_every, drop_fraction=c.drop_fraction, end=c.update_end)
-    if c.method == "rigl":
-        return methods.RigL(update_every=c.update_every, drop_fraction=c.drop_fraction, end=c.update_end)
+    if c.method in ("set", "rigl"):
+        kind = methods.SET if c.method == "set" else methods.RigL
+        schedule = {"schedule": c.drop_schedule} if c.drop_schedule else {}  # unset: the method's own
+        window = int(c.update_end * total)
+        if window < c.update_every:  # a short run of a long-interval recipe: its topology stays the initial one
+            say(f"note: the {window} steps before --update-end {c.update_end} are fewer than --update-every "
+                f"{c.update_every}: {kind.__name__} makes no topology update in this run")
+            return kind(update_every=total, drop_fraction=c.drop_fraction, end=1.0, **schedule)
+        return kind(update_every=c.update_every, drop_fraction=c.drop_fraction, end=c.update_end, **schedule)
     prune_end = math.floor(c.granet_prune_end * total / c.update_every) * c.update_every
     if prune_end < c.update_every:
         raise ConfigError(f"--granet-prune-end {c.granet_prune_end} of {total} steps ends before the first update "
@@ -152,7 +157,7 @@ class Run:
             raise ConfigError(f"--out {self.run_dir} already holds a run: --resume {self.run_dir} to continue it, or "
                               "choose another --out")
         torch.manual_seed(c.seed)
-        self.data = load_dataset(c.dataset, c.data_dir, c.workers)
+        self.data = load_dataset(c.dataset, c.data_dir, c.workers, c.val_size)
         self.steps_per_epoch = self.data.steps_per_epoch(c.batch_size)
         if self.steps_per_epoch < 1:
             raise ConfigError(f"--batch-size {c.batch_size} is larger than the training set ({self.data.train_size})")
@@ -173,14 +178,17 @@ class Run:
         self.sparse = None
         if c.method != "dense":
             try:
-                self.sparse = methods.SparseTraining(self.model, self.optimizer, build_method(c, self.total_steps),
-                                                     self.total_steps, sup_tickets=self.boost, seed=c.seed)
+                method = build_method(c, self.total_steps, self._say)
+                self.sparse = methods.SparseTraining(self.model, self.optimizer, method, self.total_steps,
+                                                     sup_tickets=self.boost, seed=c.seed)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(str(exc)) from None
         self.epoch = 0
         self.lr_trace: list[tuple[int, float]] = []
         self.lr_every = max(1, self.total_steps // _LR_TRACE_POINTS)
         self.metrics: list[dict] = []
+        self.trace: list[dict] = []  # --ticket-trace: evaluations of the tickets and explored networks
+        self._trace_seconds = 0.0
         self._walls: list[float] = []  # seconds per epoch of this process, for the ETA
         self.optimizer.register_step_pre_hook(self._record_lr)
         self._step = 0
@@ -192,14 +200,16 @@ class Run:
         if not c.sup_tickets:
             return None
         try:
-            boost = methods.SupTickets(c.cycle_rate, cycle_steps=c.cycle_epochs * self.steps_per_epoch,
-                                       lr_low=c.lr_low, lr_high=c.lr_high, explore_fraction=c.explore_fraction,
-                                       superpose=c.superpose, reprune=c.reprune, bn=c.bn,
-                                       include_base_ticket=c.base_ticket)
+            length = ({"num_cycles": c.cycles} if c.cycles is not None
+                      else {"cycle_steps": c.cycle_epochs * self.steps_per_epoch})
+            boost = methods.SupTickets(c.cycle_rate, **length, lr_low=c.lr_low, lr_high=c.lr_high,
+                                       explore_fraction=c.explore_fraction, superpose=c.superpose, reprune=c.reprune,
+                                       bn=c.bn, include_base_ticket=c.base_ticket, keep_tickets=c.ticket_trace)
             boost.bind(self.total_steps)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{exc} (--sup-tickets: --cycle-rate {c.cycle_rate}, --cycle-epochs {c.cycle_epochs}, "
-                              f"--epochs {c.epochs})") from None
+            length = f"--cycles {c.cycles}" if c.cycles is not None else f"--cycle-epochs {c.cycle_epochs}"
+            raise ConfigError(f"{exc} (--sup-tickets: --cycle-rate {c.cycle_rate}, {length}, --epochs {c.epochs})"
+                              ) from None
         return boost
 
     def _record_lr(self, optimizer, args, kwargs):
@@ -224,7 +234,7 @@ class Run:
         training = self.sparse.state_dict() if self.sparse is not None else {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         return {"training": training, "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
-                "step": self._step, "lr_trace": self.lr_trace, "metrics": self.metrics,
+                "step": self._step, "lr_trace": self.lr_trace, "metrics": self.metrics, "trace": self.trace,
                 "rng": torch.get_rng_state(), "config": self.config.as_dict()}
 
     def _resume(self) -> None:
@@ -242,7 +252,8 @@ class Run:
         mine, theirs = self.config.as_dict(), state.get("config")
         if not isinstance(theirs, dict):
             raise CheckpointError(f"{path} is not a checkpoint of a suptickets train run (no configuration)")
-        differ = sorted(k for k in mine if k not in _RESUMABLE_FIELDS and theirs.get(k) != mine[k])
+        defaults = Config().as_dict()  # options an older checkpoint lacks had their defaults
+        differ = sorted(k for k in mine if k not in _RESUMABLE_FIELDS and theirs.get(k, defaults[k]) != mine[k])
         if differ:
             raise CheckpointError(f"{path} was written by a run with other options than {self.path('config.json')} "
                                   f"({', '.join(differ[:6])}): it belongs to another run")
@@ -256,6 +267,7 @@ class Run:
             self.epoch, self._step = int(state["epoch"]), int(state["step"])
             self.lr_trace = [tuple(x) for x in state["lr_trace"]]
             self.metrics = list(state["metrics"])
+            self.trace = list(state.get("trace", []))
             torch.set_rng_state(state["rng"].cpu())
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -304,6 +316,7 @@ class Run:
             bar = tqdm(total=self.steps_per_epoch * c.batch_size, unit="img", unit_scale=True, leave=False,
                        desc=f"epoch {epoch}/{c.epochs}", file=sys.stderr, dynamic_ncols=True)
         began = time.perf_counter()
+        self._trace_seconds = 0.0  # --ticket-trace evaluations, not counted as training time
         loss_sum, correct, seen = 0.0, 0.0, 0.0
         for x, y in self.data.train_batches(epoch, c.batch_size, c.seed, ctx.rank, ctx.world):
             out, loss = self._train_step(epoch, x, y)
@@ -318,7 +331,7 @@ class Run:
             bar.close()
         if ctx.distributed:
             loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], self.device)
-        elapsed = time.perf_counter() - began
+        elapsed = time.perf_counter() - began - self._trace_seconds
         self.epoch = epoch
         row = {"epoch": epoch, "step": self._step, "lr": self.lr_trace[-1][1] if self.lr_trace else c.lr,
                "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
@@ -328,6 +341,9 @@ class Run:
             if epoch % c.eval_every == 0 or epoch == c.epochs:
                 test = evaluate_batches(self.model, self.data.test_batches(512), self.device)
                 row.update(test_accuracy=test["accuracy"], test_nll=test["nll"], test_ece=test["ece"])
+                if getattr(self.data, "val_size", 0):
+                    val = evaluate_batches(self.model, self.data.val_batches(512), self.device)
+                    row.update(val_accuracy=val["accuracy"], val_nll=val["nll"], val_ece=val["ece"])
             self.metrics.append(row)
             append_text(strict_json.dumps(row) + "\n", self.path("metrics.jsonl"))
             save_checkpoint(self._state(), self.run_dir, epoch, c.keep_checkpoints)
@@ -365,7 +381,28 @@ class Run:
             self.optimizer.step()
         self.scheduler.step()
         self._step += 1
+        if self.boost is not None and c.ticket_trace and ctx.main:
+            self._trace_step(self._step)
         return out, loss
+
+    def _evaluations(self, model, outputs: str = "logits") -> dict:
+        """Validation (when the dataset holds one) and test metrics of ``model``."""
+        result = {"test": evaluate_batches(model, self.data.test_batches(512), self.device, outputs)}
+        if getattr(self.data, "val_size", 0):
+            result["val"] = evaluate_batches(model, self.data.val_batches(512), self.device, outputs)
+        return result
+
+    def _trace_step(self, t: int) -> None:
+        """--ticket-trace: after step ``t``, the ticket just collected (from its saved state) and
+        the live network right after an exploration, each on the validation and test sets."""
+        boost, began = self.boost, time.perf_counter()
+        if boost.collects(t):
+            ticket = self.sparse.ticket_ensemble().members[-1]
+            self.trace.append({"step": t, "event": "ticket", "index": len(boost.collected) - 1,
+                               **self._evaluations(ticket)})
+        if boost.explores(t):
+            self.trace.append({"step": t, "event": "explored", **self._evaluations(self.model)})
+        self._trace_seconds += time.perf_counter() - began
 
     def _finish(self, train_time: float) -> dict:
         c, ctx = self.config, self.ctx
@@ -385,6 +422,14 @@ class Run:
             result = evaluate_batches(output, self.data.test_batches(512), self.device)
         else:
             result = final
+        if self.boost is not None and c.ticket_trace:
+            trace = {"events": self.trace, "ultimate": self._evaluations(output),
+                     "ensemble": self._evaluations(self.sparse.ticket_ensemble(), outputs="probs"),
+                     "final": self._evaluations(self.model)}
+        else:
+            trace = None
+        validation = (evaluate_batches(output, self.data.val_batches(512), self.device)
+                      if getattr(self.data, "val_size", 0) else None)
         input_size = (c.batch_size, self.data.in_channels, self.data.image_size, self.data.image_size)
         if self.sparse is not None:
             train_flops = flops.report(self.model, input_size, method=self.sparse)
@@ -401,6 +446,7 @@ class Run:
             "steps": self.total_steps, "epochs": c.epochs, "train_time_s": train_time, "device": str(self.device),
             "ranks": ctx.world, "tickets": list(self.boost.collected) if self.boost else [],
             "explorations": self.boost.exploration_steps() if self.boost else [],
+            "validation": validation, "val_size": getattr(self.data, "val_size", 0), "ticket_trace": trace,
         }
         atomic_save(output.state_dict(), self.path("model.pt"))
         atomic_write_text(strict_json.dumps(summary, indent=2) + "\n", self.path("summary.json"))
