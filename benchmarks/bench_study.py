@@ -140,7 +140,7 @@ def write_json_atomic(value: dict, path: str) -> None:
         raise
 
 
-def record_of(spec: Spec, work: str, seconds: float) -> dict:
+def record_of(spec: Spec, work: str, seconds: float, revision: str) -> dict:
     """The record of a finished run, from its folder."""
     with open(os.path.join(work, "config.json")) as f:
         config = json.load(f)
@@ -157,7 +157,7 @@ def record_of(spec: Spec, work: str, seconds: float) -> dict:
             "epochs": [{k: e.get(k) for k in ("epoch", "train_loss", "val_accuracy", "test_accuracy",
                                                "images_per_s", "epoch_time_s")} for e in epochs],
             "images_per_s": images / train_seconds, "train_seconds": train_seconds, "wall_seconds": seconds,
-            "git": git_revision(), "cpu": cpu_name(), "torch": _torch_version(), "python": platform.python_version(),
+            "git": revision, "cpu": cpu_name(), "torch": _torch_version(), "python": platform.python_version(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -172,13 +172,13 @@ def run_one(spec: Spec, dataset: str, results: str) -> str:
         return f"{spec.key}: recorded"
     work = os.path.join(results, ".work", spec.key)
     os.makedirs(os.path.dirname(work), exist_ok=True)
-    began = time.perf_counter()
+    began, revision = time.perf_counter(), git_revision()  # the code the run starts with
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run(command(spec, dataset, work), cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return f"{spec.key}: FAILED (exit {proc.returncode}): {' / '.join(tail)}"
-    write_json_atomic(record_of(spec, work, time.perf_counter() - began), path)
+    write_json_atomic(record_of(spec, work, time.perf_counter() - began, revision), path)
     shutil.rmtree(work, ignore_errors=True)
     return f"{spec.key}: {time.perf_counter() - began:.0f} s"
 
