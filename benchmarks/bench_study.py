@@ -22,6 +22,13 @@ Each run trains in one process of one thread (``--workers`` of them side by side
 images/s from the run's own ``metrics.jsonl``, FLOPs ratio, git revision, CPU) atomically and
 deletes its folder. A recorded run is skipped; an interrupted one resumes from its checkpoint
 (``suptickets train --resume``), so the study continues across sessions.
+
+``--report``: per network, mean ± std over seeds of validation and test accuracy, ECE and NLL;
+the paired difference booster − base (same seeds) with its 95 % t-interval; training images/s
+(the median over seeds, robust to one run slowed by other work on the machine) and the speedup
+over the same network's dense runs; training FLOPs relative to dense. Then, for the booster
+runs, validation and test accuracy of each ticket, of the live network right after each
+exploration, of the ultimate ticket and of the tickets' ensemble (paper Appendix E).
 """
 from __future__ import annotations
 
@@ -77,12 +84,13 @@ def plan(networks=NETWORKS) -> list[Spec]:
     specs: list[Spec] = []
     for net in networks:
         specs += [Spec(net, "dense", 0.0, 1, False, s) for s in range(3)]
-        for s in range(5):
-            for sp in (0.9, 0.95):
-                for method in ("rigl", "set"):
-                    specs += [Spec(net, method, sp, 1, b, s) for b in (False, True)]
+        unstructured = [Spec(net, method, sp, 1, b, s) for s in range(5) for sp in (0.9, 0.95)
+                        for method in ("rigl", "set") for b in (False, True)]
         blocks = (8,) if net == "mlp3x1000" else (8, 32)
+        # every row at 3 seeds before the unstructured rows get their 4th and 5th
+        specs += unstructured[:24]
         specs += [Spec(net, "rigl", 0.9, blk, b, s) for blk in blocks for s in range(3) for b in (False, True)]
+        specs += unstructured[24:]
         if net == "mlp3x1000":
             specs += [Spec(net, "rigl", 0.9, 1, True, s, v, VARIANTS[v]) for v in ("explore0.2", "long-cycles")
                       for s in range(5)]
@@ -243,11 +251,11 @@ def report(records: dict, specs: list[Spec]) -> str:
         if not rows:
             continue
         dense = [r for r in rows.get((network, "dense", 0.0, 1, False, ""), {}).values()]
-        dense_speed = statistics.fmean(r["images_per_s"] for r in dense) if dense else None
+        dense_speed = statistics.median(r["images_per_s"] for r in dense) if dense else None
         out.append(f"\n### {network}\n")
-        out.append("| configuration | seeds | test accuracy (%) | ECE (%) | NLL | booster − base (points, 95 % CI) "
-                   "| train img/s | speedup | training FLOPs |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append("| configuration | seeds | val accuracy (%) | test accuracy (%) | ECE (%) | NLL "
+                   "| booster − base (points, 95 % CI) | train img/s | speedup | training FLOPs |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         order = [spec.row for spec in specs if spec.network == network]
         for row in dict.fromkeys(order):
             runs = rows.get(row)
@@ -255,9 +263,10 @@ def report(records: dict, specs: list[Spec]) -> str:
                 continue
             seeds = sorted(runs)
             acc = [runs[s]["summary"]["test_accuracy"] for s in seeds]
+            val = [runs[s]["summary"]["validation"]["accuracy"] for s in seeds if runs[s]["summary"].get("validation")]
             ece = [runs[s]["summary"]["ece"] for s in seeds]
             nll = [runs[s]["summary"]["nll"] for s in seeds]
-            speed = statistics.fmean(runs[s]["images_per_s"] for s in seeds)
+            speed = statistics.median(runs[s]["images_per_s"] for s in seeds)  # robust to a disturbed run
             diff = "-"
             if row[4]:
                 base = rows.get(row[:4] + (False, ""), {})
@@ -269,7 +278,8 @@ def report(records: dict, specs: list[Spec]) -> str:
             done = f"{len(seeds)}" + (f" of {len(planned[row])}" if len(planned.get(row, ())) > len(seeds) else "")
             flops = statistics.fmean(runs[s]["summary"]["flops_train"] for s in seeds)
             ratio = f"{speed / dense_speed:.2f}×" if dense_speed else "-"
-            out.append(f"| {_label(row)} | {done} | {mean_std(acc)} | {mean_std(ece)} | {mean_std(nll, 1.0, 3)} "
+            out.append(f"| {_label(row)} | {done} | {mean_std(val)} | {mean_std(acc)} | {mean_std(ece)} "
+                       f"| {mean_std(nll, 1.0, 3)} "
                        f"| {diff} | {speed:.0f} | {ratio} | {flops:.3f} |")
         out.append(trace_table(rows, order))
     return "\n".join(out)
@@ -338,8 +348,8 @@ def header(records: dict, specs: list[Spec]) -> str:
     return (f"# Fashion-MNIST study: {len(recorded)} of {len(specs)} runs recorded, {hours:.2f} process-hours of one "
             f"thread each ({', '.join(cpus) or '-'}); preset fashion-mnist (10 epochs, batch 128, validation 5,000 "
             "of the 60,000 training images); test accuracy of the output network (the ultimate ticket with the "
-            "booster); speed: training images/s of the run (two runs side by side), dense = the same network's "
-            "dense runs")
+            "booster); speed: training images/s of the run (two runs side by side; median over seeds), speedup "
+            "over the same network's dense runs")
 
 
 if __name__ == "__main__":

@@ -288,8 +288,8 @@ def test_study_plan_pairs_every_booster_run_with_its_base_run():
 
 
 def _record(study, spec, accuracy, speed, trace=None):
-    summary = {"test_accuracy": accuracy, "ece": 0.02, "nll": 0.3, "flops_train": 0.1 if spec.method != "dense" else 1,
-               "ticket_trace": trace}
+    summary = {"test_accuracy": accuracy, "validation": {"accuracy": accuracy + 0.01}, "ece": 0.02, "nll": 0.3,
+               "flops_train": 0.1 if spec.method != "dense" else 1, "ticket_trace": trace}
     return {"key": spec.key, "spec": {k: getattr(spec, k) for k in ("network", "method", "sparsity", "block", "boost",
                                                                      "seed", "variant")},
             "summary": summary, "images_per_s": speed, "wall_seconds": 60.0, "cpu": "test CPU"}
@@ -316,7 +316,7 @@ def test_study_report_from_records(tmp_path, capsys):
     assert f"{m:+.2f} [{m - half:+.2f}, {m + half:+.2f}] (n=5)" in text
     line = next(line for line in text.splitlines() if line.startswith("| RigL + Sup-tickets, 90 %, 1x1 |"))
     assert "| 5 |" in line and "2.50×" in line
-    assert "| dense | 3 | 90.00 ± 0.00 |" in text
+    assert "| dense | 3 | 91.00 ± 0.00 | 90.00 ± 0.00 |" in text
     assert "| RigL + Sup-tickets, 90 %, 1x1 | test | 79.00 ± 0.00" in text  # the ticket trace table
     try:
         from scipy import stats
