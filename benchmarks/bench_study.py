@@ -346,7 +346,8 @@ def header(records: dict, specs: list[Spec]) -> str:
     cpus = sorted({r["cpu"] for r in recorded})
     hours = sum(r["wall_seconds"] for r in recorded) / 3600
     return (f"# Fashion-MNIST study: {len(recorded)} of {len(specs)} runs recorded, {hours:.2f} process-hours of one "
-            f"thread each ({', '.join(cpus) or '-'}); preset fashion-mnist (10 epochs, batch 128, validation 5,000 "
+            f"thread each, {hours / 2:.2f} hours of two cores ({', '.join(cpus) or '-'}); preset fashion-mnist "
+            "(10 epochs, batch 128, validation 5,000 "
             "of the 60,000 training images); test accuracy of the output network (the ultimate ticket with the "
             "booster); speed: training images/s of the run (two runs side by side; median over seeds), speedup "
             "over the same network's dense runs")
