@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORKS = ("mlp3x1000", "cnn2")
-NAMES = {"dense": "dense", "rigl": "RigL", "set": "SET"}
+NAMES = {"dense": "dense", "rigl": "RigL", "set": "SET", "granet": "GraNet"}
 # variants of the booster (extra flags of `suptickets train`), compared on the validation split
 VARIANTS = {"": [], "explore0.2": ["--explore-fraction", "0.2"], "long-cycles": ["--cycle-rate", "0.2"]}
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -65,18 +65,33 @@ class Spec:
     seed: int
     variant: str = ""
     extra: list = field(default_factory=list, compare=False, hash=False)
+    epochs: int = 10                 # the preset's 10 unless the plan says otherwise
+    cycles: int | None = None        # booster runs: M cycles in the last 10 % (None: the preset's 3)
 
     @property
     def key(self) -> str:
         if self.method == "dense":
-            return f"{self.network}-dense-s{self.seed}"
-        name = f"{self.network}-{self.method}{'-sup' if self.boost else ''}-{round(100 * self.sparsity)}-b{self.block}"
+            name = f"{self.network}-dense"
+        else:
+            name = (f"{self.network}-{self.method}{'-sup' if self.boost else ''}-{round(100 * self.sparsity)}"
+                    f"-b{self.block}")
+        if self.epochs != 10:
+            name += f"-e{self.epochs}"
+        if self.boost and self.cycles is not None:
+            name += f"-m{self.cycles}"
         return name + (f"-{self.variant}" if self.variant else "") + f"-s{self.seed}"
 
     @property
     def row(self) -> tuple:
         """The table row the run belongs to (all but the seed)."""
-        return (self.network, self.method, self.sparsity, self.block, self.boost, self.variant)
+        return (self.network, self.method, self.sparsity, self.block, self.boost, self.variant, self.epochs,
+                self.cycles)
+
+    @property
+    def base_row(self) -> tuple:
+        """The row of the base runs a booster row is paired with (same network, method, sparsity,
+        block and number of steps)."""
+        return (self.network, self.method, self.sparsity, self.block, False, "", self.epochs, None)
 
 
 def plan(networks=NETWORKS) -> list[Spec]:
@@ -97,17 +112,57 @@ def plan(networks=NETWORKS) -> list[Spec]:
     return specs
 
 
+def long_plan(networks=NETWORKS) -> list[Spec]:
+    """The long-schedule study (the paper's regime: cycles of thousands of steps), line by line in
+    the order they are run; a booster run and its base run share the seed and the number of steps.
+
+    a. ``mlp3x1000``, RigL 90 %, 8x8 blocks, 100 epochs, 3 cycles in the last 10 % (1,430 steps
+       each): base and booster, 5 seeds; dense at 100 epochs, 3 seeds.
+    b. the cycle-length curve: the same with M = 1, 2, 5, 10 cycles (4,290 / 2,145 / 858 / 429
+       steps each), 3 seeds.
+    c. 200 epochs (2,860 steps per cycle, the paper's CIFAR length), base and booster, 5 seeds.
+    d. ``mlp3x1000``, RigL 95 % unstructured, 100 epochs, base and booster, 5 seeds.
+    e. ``cnn2``, RigL 95 % unstructured, 100 epochs, base and booster, 5 seeds; dense 3 seeds.
+    f. ``mlp3x1000``, GraNet 90 %, 8x8 blocks, 100 epochs, base and booster, 5 seeds.
+    """
+    def pairs(net, method, sparsity, block, epochs, seeds=range(5)):
+        return [Spec(net, method, sparsity, block, boost, s, epochs=epochs, cycles=3 if boost else None)
+                for s in seeds for boost in (False, True)]
+
+    lines: list[Spec] = []
+    if "mlp3x1000" in networks:
+        lines += pairs("mlp3x1000", "rigl", 0.9, 8, 100)
+        lines += [Spec("mlp3x1000", "dense", 0.0, 1, False, s, epochs=100) for s in range(3)]
+        lines += [Spec("mlp3x1000", "rigl", 0.9, 8, True, s, epochs=100, cycles=m) for s in range(3)
+                  for m in (1, 2, 5, 10)]
+        lines += pairs("mlp3x1000", "rigl", 0.9, 8, 200)
+        lines += pairs("mlp3x1000", "rigl", 0.95, 1, 100)
+    if "cnn2" in networks:
+        lines += pairs("cnn2", "rigl", 0.95, 1, 100)
+        lines += [Spec("cnn2", "dense", 0.0, 1, False, s, epochs=100) for s in range(3)]
+    if "mlp3x1000" in networks:
+        lines += pairs("mlp3x1000", "granet", 0.9, 8, 100)
+    return lines
+
+
+PLANS = {"short": plan, "long": long_plan}
+
+
 def command(spec: Spec, dataset: str, work: str) -> list[str]:
     train = [sys.executable, "-m", "suptickets", "train"]
     if os.path.isfile(os.path.join(work, "config.json")):
         return train + ["--resume", work, "--quiet", "--threads", "1"]
     args = ["--preset", dataset, "--model", spec.network, "--method", spec.method, "--seed", str(spec.seed),
             "--threads", "1", "--quiet", "--out", work, "--keep-checkpoints", "1"]
+    if spec.epochs != 10:
+        args += ["--epochs", str(spec.epochs)]
     if spec.method != "dense":
         args += ["--sparsity", str(spec.sparsity), "--block-size", str(spec.block),
                  "--sup-tickets" if spec.boost else "--no-sup-tickets"]
         if spec.boost:
             args += ["--ticket-trace"]
+            if spec.cycles is not None:
+                args += ["--cycles", str(spec.cycles)]
     return train + args + list(spec.extra)
 
 
@@ -158,13 +213,16 @@ def record_of(spec: Spec, work: str, seconds: float, revision: str) -> dict:
         epochs = [json.loads(line) for line in f if line.strip()]
     images = sum(e["images_per_s"] * e["epoch_time_s"] for e in epochs)
     train_seconds = sum(e["epoch_time_s"] for e in epochs)
+    cpu_seconds = sum(e.get("cpu_time_s", math.nan) for e in epochs)
     keep = ("test_accuracy", "ece", "nll", "sparsity", "flops_train", "flops_test", "final_network", "validation",
             "val_size", "ticket_trace", "tickets", "explorations", "steps", "epochs", "network")
     return {"key": spec.key, "spec": {k: v for k, v in asdict(spec).items() if k != "extra"},
             "extra_flags": list(spec.extra), "config": config, "summary": {k: summary.get(k) for k in keep},
             "epochs": [{k: e.get(k) for k in ("epoch", "train_loss", "val_accuracy", "test_accuracy",
-                                               "images_per_s", "epoch_time_s")} for e in epochs],
+                                               "images_per_s", "epoch_time_s", "cpu_time_s")} for e in epochs],
             "images_per_s": images / train_seconds, "train_seconds": train_seconds, "wall_seconds": seconds,
+            # the run's share of a core while it trained: 1 alone on its core, below it when disturbed
+            "cpu_share": cpu_seconds / train_seconds,
             "git": revision, "cpu": cpu_name(), "torch": _torch_version(), "python": platform.python_version(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -179,16 +237,24 @@ def run_one(spec: Spec, dataset: str, results: str) -> str:
     if os.path.isfile(path):
         return f"{spec.key}: recorded"
     work = os.path.join(results, ".work", spec.key)
-    os.makedirs(os.path.dirname(work), exist_ok=True)
+    os.makedirs(work, exist_ok=True)
     began, revision = time.perf_counter(), git_revision()  # the code the run starts with
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(command(spec, dataset, work), cwd=ROOT, env=env, capture_output=True, text=True)
+    log = os.path.join(work, "train.log")
+    with open(log, "a") as out:
+        proc = subprocess.Popen(command(spec, dataset, work), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # the run's own CPU time: below its wall time when disturbed
+        proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        with open(log) as f:
+            tail = f.read().strip().splitlines()[-3:]
         return f"{spec.key}: FAILED (exit {proc.returncode}): {' / '.join(tail)}"
-    write_json_atomic(record_of(spec, work, time.perf_counter() - began, revision), path)
+    seconds = time.perf_counter() - began
+    record = record_of(spec, work, seconds, revision)
+    record["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    write_json_atomic(record, path)
     shutil.rmtree(work, ignore_errors=True)
-    return f"{spec.key}: {time.perf_counter() - began:.0f} s"
+    return f"{spec.key}: {seconds:.0f} s (CPU {record['cpu_seconds'] / seconds:.2f} of wall)"
 
 
 def load_records(results: str) -> dict:
@@ -223,10 +289,13 @@ def paired(diffs: list[float], scale: float = 100.0) -> str:
 
 
 def _label(row: tuple) -> str:
-    net, method, sparsity, block, boost, variant = row
+    net, method, sparsity, block, boost, variant, epochs, cycles = row
+    length = f", {epochs} epochs" if epochs != 10 else ""
     if method == "dense":
-        return "dense"
-    text = f"{NAMES[method]}{' + Sup-tickets' if boost else ''}, {round(100 * sparsity)} %, {block}x{block}"
+        return "dense" + length
+    text = f"{NAMES[method]}{' + Sup-tickets' if boost else ''}, {round(100 * sparsity)} %, {block}x{block}{length}"
+    if boost and cycles is not None:
+        text += f", M = {cycles}"
     return text + (f" ({variant})" if variant else "")
 
 
@@ -236,7 +305,8 @@ def _rows(records: dict, network: str) -> dict:
         s = r["spec"]
         if s["network"] != network:
             continue
-        row = (s["network"], s["method"], s["sparsity"], s["block"], s["boost"], s["variant"])
+        row = (s["network"], s["method"], s["sparsity"], s["block"], s["boost"], s["variant"], s.get("epochs", 10),
+               s.get("cycles"))
         rows.setdefault(row, {})[s["seed"]] = r
     return rows
 
@@ -250,7 +320,7 @@ def report(records: dict, specs: list[Spec]) -> str:
         rows = _rows(records, network)
         if not rows:
             continue
-        dense = [r for r in rows.get((network, "dense", 0.0, 1, False, ""), {}).values()]
+        dense = [r for row, runs in rows.items() if row[1] == "dense" for r in runs.values()]
         dense_speed = statistics.median(r["images_per_s"] for r in dense) if dense else None
         out.append(f"\n### {network}\n")
         out.append("| configuration | seeds | val accuracy (%) | test accuracy (%) | ECE (%) | NLL "
@@ -269,7 +339,7 @@ def report(records: dict, specs: list[Spec]) -> str:
             speed = statistics.median(runs[s]["images_per_s"] for s in seeds)  # robust to a disturbed run
             diff = "-"
             if row[4]:
-                base = rows.get(row[:4] + (False, ""), {})
+                base = rows.get(row[:4] + (False, "", row[6], None), {})
                 common = [s for s in seeds if s in base]
                 diff = paired([runs[s]["summary"]["test_accuracy"] - base[s]["summary"]["test_accuracy"]
                                for s in common])
@@ -312,6 +382,9 @@ def trace_table(rows: dict, order: list) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=("fashion-mnist",), default="fashion-mnist")
+    parser.add_argument("--plan", choices=tuple(PLANS), default="short",
+                        help="short: the 10-epoch study (results/<dataset>); long: the long-schedule study "
+                             "(results/<dataset>-long)")
     parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
     parser.add_argument("--workers", type=int, default=2, help="runs side by side, one thread each")
     parser.add_argument("--report", action="store_true", help="print the tables from the records and stop")
@@ -319,8 +392,9 @@ def main() -> None:
     parser.add_argument("--results", default=None, help="folder of the records (default: results/<dataset>)")
     parser.add_argument("--max-runs", type=int, default=None, help="run at most this many of the missing runs")
     args = parser.parse_args()
-    results = args.results or os.path.join(ROOT, "results", args.dataset)
-    specs = plan(tuple(args.networks))
+    folder = args.dataset + ("-long" if args.plan == "long" else "")
+    results = args.results or os.path.join(ROOT, "results", folder)
+    specs = PLANS[args.plan](tuple(args.networks))
     records = load_records(results)
     if args.report:
         print(header(records, specs))

@@ -188,7 +188,7 @@ class Run:
         self.lr_every = max(1, self.total_steps // _LR_TRACE_POINTS)
         self.metrics: list[dict] = []
         self.trace: list[dict] = []  # --ticket-trace: evaluations of the tickets and explored networks
-        self._trace_seconds = 0.0
+        self._trace_seconds = self._trace_cpu = 0.0
         self._walls: list[float] = []  # seconds per epoch of this process, for the ETA
         self.optimizer.register_step_pre_hook(self._record_lr)
         self._step = 0
@@ -315,8 +315,8 @@ class Run:
             from tqdm.auto import tqdm
             bar = tqdm(total=self.steps_per_epoch * c.batch_size, unit="img", unit_scale=True, leave=False,
                        desc=f"epoch {epoch}/{c.epochs}", file=sys.stderr, dynamic_ncols=True)
-        began = time.perf_counter()
-        self._trace_seconds = 0.0  # --ticket-trace evaluations, not counted as training time
+        began, cpu_began = time.perf_counter(), time.process_time()
+        self._trace_seconds = self._trace_cpu = 0.0  # --ticket-trace evaluations, not counted as training time
         loss_sum, correct, seen = 0.0, 0.0, 0.0
         for x, y in self.data.train_batches(epoch, c.batch_size, c.seed, ctx.rank, ctx.world):
             out, loss = self._train_step(epoch, x, y)
@@ -332,11 +332,12 @@ class Run:
         if ctx.distributed:
             loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], self.device)
         elapsed = time.perf_counter() - began - self._trace_seconds
+        cpu = time.process_time() - cpu_began - self._trace_cpu  # below elapsed x threads when others share the cores
         self.epoch = epoch
         row = {"epoch": epoch, "step": self._step, "lr": self.lr_trace[-1][1] if self.lr_trace else c.lr,
                "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "density": self.sparse.density if self.sparse is not None else 1.0,
-               "epoch_time_s": elapsed, "images_per_s": seen / elapsed}
+               "epoch_time_s": elapsed, "cpu_time_s": cpu, "images_per_s": seen / elapsed}
         if ctx.main:
             if epoch % c.eval_every == 0 or epoch == c.epochs:
                 test = evaluate_batches(self.model, self.data.test_batches(512), self.device)
@@ -395,7 +396,7 @@ class Run:
     def _trace_step(self, t: int) -> None:
         """--ticket-trace: after step ``t``, the ticket just collected (from its saved state) and
         the live network right after an exploration, each on the validation and test sets."""
-        boost, began = self.boost, time.perf_counter()
+        boost, began, cpu_began = self.boost, time.perf_counter(), time.process_time()
         if boost.collects(t):
             ticket = self.sparse.ticket_ensemble().members[-1]
             self.trace.append({"step": t, "event": "ticket", "index": len(boost.collected) - 1,
@@ -403,6 +404,7 @@ class Run:
         if boost.explores(t):
             self.trace.append({"step": t, "event": "explored", **self._evaluations(self.model)})
         self._trace_seconds += time.perf_counter() - began
+        self._trace_cpu += time.process_time() - cpu_began
 
     def _finish(self, train_time: float) -> dict:
         c, ctx = self.config, self.ctx
