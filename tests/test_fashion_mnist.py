@@ -1,12 +1,9 @@
 """Fashion-MNIST in ``suptickets train``: the IDX reader on files written here (good and damaged),
 the dataset and its validation split, the default folder and its one-line error, the presets'
-topology recipe, ``--drop-schedule``, ``--cycles``, ``--ticket-trace``, and the study's report."""
+topology recipe, ``--drop-schedule``, ``--cycles``, and ``--ticket-trace``."""
 import gzip
-import importlib.util
 import json
 import os
-import statistics
-import sys
 
 import numpy as np
 import pytest
@@ -253,73 +250,3 @@ def test_ticket_trace(tmp_path):
     assert 0 <= trace["ensemble"]["test"]["accuracy"] <= 1
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(r["images_per_s"] > 0 for r in rows)
-
-
-# ---- the study -----------------------------------------------------------------------------------
-
-def _study():
-    spec = importlib.util.spec_from_file_location("bench_study", os.path.join(ROOT, "benchmarks", "bench_study.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_study", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_study_plan_pairs_every_booster_run_with_its_base_run():
-    study = _study()
-    specs = study.plan()
-    keys = [s.key for s in specs]
-    assert len(keys) == len(set(keys))
-    rows: dict = {}
-    for s in specs:
-        rows.setdefault(s.row, set()).add(s.seed)
-    for row, seeds in rows.items():
-        network, method, sparsity, block, boost, variant = row
-        want = 5 if (block == 1 and method in ("rigl", "set")) else 3
-        assert len(seeds) >= want, row
-        if boost:
-            assert seeds <= rows[(network, method, sparsity, block, False, "")], row
-    for network in study.NETWORKS:
-        for sp in (0.9, 0.95):
-            for method in ("rigl", "set"):
-                assert (network, method, sp, 1, True, "") in rows and (network, method, sp, 1, False, "") in rows
-        assert (network, "rigl", 0.9, 8, True, "") in rows
-    assert ("cnn2", "rigl", 0.9, 32, True, "") in rows
-
-
-def _record(study, spec, accuracy, speed, trace=None):
-    summary = {"test_accuracy": accuracy, "validation": {"accuracy": accuracy + 0.01}, "ece": 0.02, "nll": 0.3,
-               "flops_train": 0.1 if spec.method != "dense" else 1, "ticket_trace": trace}
-    return {"key": spec.key, "spec": {k: getattr(spec, k) for k in ("network", "method", "sparsity", "block", "boost",
-                                                                     "seed", "variant")},
-            "summary": summary, "images_per_s": speed, "wall_seconds": 60.0, "cpu": "test CPU"}
-
-
-def test_study_report_from_records(tmp_path, capsys):
-    study = _study()
-    specs = study.plan(("mlp3x1000",))
-    base = {s: 0.85 + 0.01 * s for s in range(5)}
-    gain = [0.004, 0.001, 0.006, -0.002, 0.003]
-    event = {"val": {"accuracy": 0.8}, "test": {"accuracy": 0.79}}
-    trace = {"events": [event] * 7, "ultimate": event, "ensemble": event, "final": event}
-    chosen = [s for s in specs if s.row[:3] == ("mlp3x1000", "rigl", 0.9) and s.block == 1 and not s.variant]
-    chosen += [s for s in specs if s.method == "dense"]
-    for s in chosen:
-        acc = 0.9 if s.method == "dense" else base[s.seed] + (gain[s.seed] if s.boost else 0.0)
-        speed = 100.0 if s.method == "dense" else 250.0
-        record = _record(study, s, acc, speed, trace if s.boost else None)
-        (tmp_path / f"{s.key}.json").write_text(json.dumps(record))
-    text = study.report(study.load_records(str(tmp_path)), specs)
-    diffs = [100 * g for g in gain]
-    m, sd = statistics.fmean(diffs), statistics.stdev(diffs)
-    half = 2.776 * sd / 5 ** 0.5  # t(0.975, 4)
-    assert f"{m:+.2f} [{m - half:+.2f}, {m + half:+.2f}] (n=5)" in text
-    line = next(line for line in text.splitlines() if line.startswith("| RigL + Sup-tickets, 90 %, 1x1 |"))
-    assert "| 5 |" in line and "2.50×" in line
-    assert "| dense | 3 | 91.00 ± 0.00 | 90.00 ± 0.00 |" in text
-    assert "| RigL + Sup-tickets, 90 %, 1x1 | test | 79.00 ± 0.00" in text  # the ticket trace table
-    try:
-        from scipy import stats
-        assert stats.t.ppf(0.975, 4) == pytest.approx(2.776, abs=1e-3)
-    except ImportError:
-        pass
