@@ -4,6 +4,8 @@ topology recipe, ``--drop-schedule``, ``--cycles``, and ``--ticket-trace``."""
 import gzip
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -79,6 +81,60 @@ def test_idx_wrong_item_shape_and_broken_gzip(tmp_path):
         read_idx(gz, 1)
     with pytest.raises(IdxError, match="missing IDX file"):
         read_idx(str(tmp_path / "none.gz"), 1)
+
+
+def _claiming(path: str, items: int, body: bytes) -> None:
+    """A gzip IDX image file whose header declares ``items`` 28x28 images, followed by ``body``."""
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (items, 28, 28)) + body)
+
+
+_UNDER_LIMIT = """
+import resource, sys
+import torch  # noqa: F401 (what a run has loaded before its data)
+from suptickets.train import cli
+with open("/proc/self/status") as f:
+    size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize"))
+limit = int(sys.argv[1]) if int(sys.argv[1]) > 0 else size - int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.exit(cli.main(["train", "--dataset", "fashion-mnist", "--data-dir", sys.argv[2], "--model", "mlp",
+                   "--epochs", "1", "--val-size", "0", "--out", sys.argv[3], "--quiet", "--threads", "1",
+                   "--method", "dense", "--batch-size", "30000"]))
+"""
+
+
+def _run_limited(tmp_path, limit: int, out: str):
+    """``suptickets train`` on ``tmp_path/data`` under an address-space limit (bytes; a negative
+    number: that many bytes above what the process has mapped once torch is imported)."""
+    return subprocess.run([sys.executable, "-c", _UNDER_LIMIT, str(limit), str(tmp_path / "data"),
+                           str(tmp_path / out)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_readers_are_bounded_by_the_data_under_an_address_space_limit(tmp_path):
+    folder = tmp_path / "data"
+    write_fashion(str(folder), n_train=60, n_test=10)
+    pattern = np.tile(np.arange(28 * 28, dtype=np.uint16).astype(np.uint8), 60000).tobytes()
+    train = str(folder / FASHION_MNIST_FILES[0])
+    labels = np.arange(60000, dtype=np.uint8) % 10
+    # the genuine sizes (60,000 images) load under a 4 GiB address space
+    _claiming(train, 60000, pattern)
+    write_idx(str(folder / FASHION_MNIST_FILES[1]), labels)
+    proc = _run_limited(tmp_path, 4 << 30, "run0")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    # a small gzip whose header claims 5.5 M images: refused before any allocation, named
+    _claiming(train, 5_500_000, pattern[:19 << 20])
+    proc = _run_limited(tmp_path, 4 << 30, "run1")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert f"{train}: its header declares 5500000 items, more than this dataset can hold (1000000)" in proc.stderr
+    # a header within the bound whose bytes do not fit the memory left: one line, file and bytes named
+    _claiming(train, 1_000_000, pattern[:1 << 20])
+    proc = _run_limited(tmp_path, -(256 << 20), "run2")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert f"{train}: not enough memory for the 784000000 bytes its header declares" in proc.stderr
+    # with the memory, the same file is found short of its header
+    with pytest.raises(DataError, match="is truncated: its header \\[1000000, 28, 28\\] needs 784000000 bytes"):
+        load_fashion_mnist(str(folder))
 
 
 # ---- the dataset -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ batch, so the processes together see exactly the batches of a single process.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -192,6 +193,17 @@ def fashion_mnist_dir() -> str | None:
     return None
 
 
+def _pixel_mean_std(images: np.ndarray) -> tuple[float, float]:
+    """Mean and (sample) standard deviation of uint8 pixels scaled to [0, 1], from their
+    histogram: exact, and no float copy of the images."""
+    counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    n = counts.sum()
+    mean = float((counts * values).sum() / n)
+    var = float((counts * (values - mean) ** 2).sum() / max(n - 1, 1))
+    return mean, math.sqrt(var)
+
+
 def load_fashion_mnist(data_dir: str | None) -> TensorDataset:
     """Fashion-MNIST (Xiao et al., 2017): 60,000 training and 10,000 test 28x28 grey images of 10
     classes, from the four IDX files in ``data_dir`` (default: :func:`fashion_mnist_dir`), read as
@@ -221,8 +233,7 @@ def load_fashion_mnist(data_dir: str | None) -> TensorDataset:
     x_train, y_train, x_test, y_test = (torch.from_numpy(a) for a in arrays)
     if len(y_train) < 2 or len(y_test) < 1:
         raise DataError(f"fashion-mnist: {folder} holds {len(y_train)} training and {len(y_test)} test images")
-    scaled = x_train.double() / 255.0
-    mean, std = float(scaled.mean()), float(scaled.std())
+    mean, std = _pixel_mean_std(arrays[0])
     return TensorDataset("fashion-mnist", 10, x_train.unsqueeze(1), y_train.long(), x_test.unsqueeze(1),
                          y_test.long(), augment=True, mean=(mean,), std=(std,), padding=0)
 
@@ -335,7 +346,17 @@ class ImageFolderDataset:
 def load_dataset(name: str, data_dir: str | None, workers: int = 4, val_size: int = 0):
     """The dataset ``name`` (one of ``DATASETS``), with ``val_size`` training samples held out
     as a validation split (not for ImageNet, whose own validation set is its test set here);
-    ``data_dir`` is needed for all but digits and an installed Fashion-MNIST."""
+    ``data_dir`` is needed for all but digits and an installed Fashion-MNIST. Running out of
+    memory while loading is a :class:`DataError` too (the IDX reader names the file and the bytes
+    its header asked for)."""
+    try:
+        return _load_dataset(name, data_dir, workers, val_size)
+    except MemoryError:
+        where = f" from {data_dir}" if data_dir else ""
+        raise DataError(f"{name}: not enough memory to load the dataset{where}") from None
+
+
+def _load_dataset(name: str, data_dir: str | None, workers: int, val_size: int):
     if name == "imagenet" and val_size:
         raise DataError("--val-size: imagenet holds no validation split out of its training folders; use 0")
     if name == "digits":
