@@ -91,6 +91,8 @@ def finished_run(tmp_path_factory):
     ("edited-option", ["other options", "lr", "another run"]),
     ("foreign-checkpoint", ["other options"]),
     ("other-threads", ["--threads 2", "--threads 1"]),
+    ("no-threads", ["records no thread count", '"threads": N']),
+    ("unfitting-state", ["does not fit this run (Error(s) in loading state_dict", "values has shape (3,)"]),
 ])
 def test_a_damaged_run_folder_on_resume(capsys, tmp_path, finished_run, damage, words):
     run = tmp_path / "run"
@@ -112,10 +114,78 @@ def test_a_damaged_run_folder_on_resume(capsys, tmp_path, finished_run, damage, 
                          str(other)]) == 0
         for name in os.listdir(other / "checkpoints"):
             shutil.copy(other / "checkpoints" / name, run / "checkpoints" / name)
+    elif damage == "no-threads":  # an older version's config.json: resumed, the thread count could change
+        values = json.loads(config.read_text())
+        config.write_text(json.dumps({**values, "threads": None}))
+    elif damage == "unfitting-state":  # sealed and well-formed, but of another shape: the reason whole
+        from suptickets.train.checkpoint import list_checkpoints, load_file, save_checkpoint
+        epoch, path = list_checkpoints(str(run))[-1]
+        state = load_file(path)
+        name = next(k for k in state["training"]["model"] if k.endswith("weight") or k.endswith("values"))
+        state["training"]["model"][name] = torch.zeros(3)
+        os.remove(path)
+        save_checkpoint(state, str(run), epoch, 2)
     else:
         argv += ["--threads", "2"]
     code, line = _main(capsys, argv)
     assert code == 2 and all(w in line for w in words), line
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--cycles", "2", "--cycle-epochs", "1"], ["--cycles and --cycle-epochs", "give one"]),
+    (["--no-sup-tickets", "--cycles", "2"], ["--cycles sets the Sup-tickets booster", "--no-sup-tickets"]),
+    (["--no-sup-tickets", "--ticket-trace"], ["--ticket-trace", "--no-sup-tickets turns off"]),
+    (["--method", "dense", "--explore-fraction", "0.2"], ["--explore-fraction", "--method dense turns off"]),
+    (["--method", "dense", "--sup-tickets"], ["--sup-tickets", "--method dense turns off"]),
+    (["--method", "static", "--drop-schedule", "cosine"], ["--drop-schedule", "--method static has none"]),
+    (["--method", "snip", "--drop-schedule", "constant"], ["--drop-schedule", "--method snip"]),
+    (["--method", "granet", "--drop-schedule", "constant"], ["--drop-schedule", "--method granet"]),
+    (["--method", "dense", "--drop-schedule", "constant"], ["--drop-schedule", "--method dense"]),
+    (["--preset", "imagenet-paper", "--data-dir", ".", "--epochs", "1"],
+     ["--lr-milestones must be epochs in [1, --epochs=1]", "--lr-milestones 30 60 85 comes from preset imagenet-paper",
+      "give --lr-milestones to override it"]),
+    (["--dataset", "digits", "--preset", "fashion-mnist"],
+     ["--val-size must be in [0, 1347)", "--val-size 5000 comes from preset fashion-mnist"]),
+])
+def test_options_that_contradict_or_do_nothing_are_refused(capsys, tmp_path, argv, words):
+    quick = ["--model", "mlp", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")]
+    code, line = _main(capsys, [*quick, *argv] if "--epochs" not in argv else [*quick[:2], *quick[4:], *argv])
+    assert code == 2 and all(w in line for w in words), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_booster_options_of_a_preset_do_not_count_as_given(tmp_path):
+    from suptickets.train.config import resolve
+    c = resolve({}, {"preset": "fashion-mnist", "method": "dense"})  # the preset's --cycles 3: no refusal
+    assert not c.sup_tickets and c.sparsity == 0.0
+    c = resolve({}, {"preset": "fashion-mnist", "cycle_epochs": 2})  # the user's length replaces the preset's count
+    assert c.cycles is None and c.cycle_epochs == 2
+
+
+def test_help_shows_the_values_a_run_takes_and_version(capsys):
+    for argv, shown in ((["train", "--help"], "default: 120, from preset digits"),
+                        (["train", "--preset", "fashion-mnist", "--help"], "default: 10, from preset fashion-mnist"),
+                        (["train", "--dataset", "cifar10", "--help"], "default: 250, from preset cifar-paper")):
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"--epochs EPOCHS {shown}" in text, text
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"suptickets {st.__version__}"
+
+
+def test_superposer_refuses_a_whole_run_checkpoint(finished_run):
+    from suptickets.train.checkpoint import list_checkpoints, load_file
+    state = load_file(list_checkpoints(str(finished_run))[-1][1])
+    sup = st.Superposer()
+    with pytest.raises(ValueError, match=r'got a whole `suptickets train` checkpoint: pass its \["training"\] entry'):
+        sup.add(state)
+    with pytest.raises(ValueError, match="whose 'epoch' entry is a int, not a tensor"):
+        sup.add({"w": torch.zeros(2), "epoch": 3})
+    sup.add(state["training"])  # what it names works
+    assert sup.count == 1
 
 
 @pytest.mark.parametrize("content, words", [

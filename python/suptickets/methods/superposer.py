@@ -132,6 +132,14 @@ class Superposer:
         if isinstance(ticket, Mapping):
             if "model" in ticket and "optimizer" in ticket and isinstance(ticket["model"], Mapping):
                 ticket = ticket["model"]  # a SparseTraining checkpoint
+            elif "training" in ticket and "config" in ticket:
+                raise ValueError("a ticket must be a model, its state_dict() or a SparseTraining.state_dict(); got "
+                                 "a whole `suptickets train` checkpoint: pass its [\"training\"] entry")
+            loose = [k for k, v in ticket.items() if not isinstance(v, torch.Tensor)]
+            if loose:
+                raise ValueError(f"a ticket must be a model, its state_dict() or a SparseTraining.state_dict(); got a "
+                                 f"mapping whose {loose[0]!r} entry is a {type(ticket[loose[0]]).__name__}, not a "
+                                 "tensor")
             return ticket, {}
         raise TypeError(f"a ticket must be a model or a state dict, got {type(ticket).__name__}")
 

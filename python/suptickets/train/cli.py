@@ -17,16 +17,19 @@ import json
 import os
 import sys
 
+from .. import __version__
 from . import distributed
 from .checkpoint import CheckpointError
 from .config import (
+    DATASET_PRESET,
     DISTRIBUTIONS,
     FIELDS,
     METHODS,
     PRESETS,
     Config,
     ConfigError,
-    parse_block_size,
+    normalise,
+    origins,
     read_config_file,
     resolve,
     validate,
@@ -112,14 +115,27 @@ OPTIONS = [
 ]
 
 
-def _flags(p: argparse.ArgumentParser) -> None:
-    defaults = Config()
+def _shown(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return ("x" if isinstance(value, tuple) else " ").join(map(str, value))
+    return str(value)
+
+
+def _flags(p: argparse.ArgumentParser, preset: str | None) -> None:
+    """The options, each with the value a run takes when it is not given: the preset's (the
+    dataset's own, or the one named on the command line) where the preset sets it, else the
+    built-in default."""
+    defaults, preset_values = Config(), PRESETS.get(preset, {}) if preset else {}
     for title, options in OPTIONS:
         g = p.add_argument_group(title)
         for name, kind, text in options:
-            default = getattr(defaults, name.replace("-", "_"))
-            if default is not None:
-                shown = "x".join(map(str, default)) if isinstance(default, tuple) else default
+            field = name.replace("-", "_")
+            if field in preset_values:
+                shown = f"{_shown(preset_values[field])}, from preset {preset}"
+            else:
+                default = getattr(defaults, field)
+                shown = None if default is None else _shown(default)
+            if shown is not None:
                 text = f"{text} (default: {shown})" if text else f"default: {shown}"
             kw = {"default": argparse.SUPPRESS, "help": text.replace("%", "%%") or None}
             if kind == "bool":
@@ -136,13 +152,27 @@ def _flags(p: argparse.ArgumentParser) -> None:
             g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _preset_named(argv) -> str | None:
+    """The preset a command line will use: ``--preset``, else its ``--dataset``'s, else the default dataset's."""
+    scan = argparse.ArgumentParser(add_help=False)
+    scan.add_argument("--preset")
+    scan.add_argument("--dataset", default=Config.dataset)
+    known, _ = scan.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    if known.preset in PRESETS:
+        return known.preset
+    return DATASET_PRESET.get(known.dataset)
+
+
+def build_parser(argv=()) -> argparse.ArgumentParser:
     parser = _Parser(prog="suptickets", description="Block-sparse training with the Sup-tickets booster.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    preset = _preset_named(list(argv))
     train = sub.add_parser("train", help="train a sparse network and write a run folder",
                            description="Train a (block-)sparse network; writes config.json, metrics.jsonl, "
-                           "summary.json, checkpoints, report.md and plots to the run folder.")
-    _flags(train)
+                           "summary.json, checkpoints, report.md and plots to the run folder. The defaults "
+                           f"shown are those of preset {preset} (--preset or --dataset choose another).")
+    _flags(train, preset)
     return parser
 
 
@@ -182,25 +212,38 @@ def _train(args: argparse.Namespace) -> int:
                               + ", ".join("--" + k.replace("_", "-") for k in (extra or ["config"])))
         values = read_run_config(args.resume)
         recorded, asked = values.get("threads"), flags.get("threads")
-        if recorded is not None and asked is not None and asked != recorded:
+        if recorded is None:
+            raise ConfigError(f"--resume {args.resume}: its config.json records no thread count (an older version "
+                              "wrote it), and the result depends on it: add \"threads\": N, the count it was trained "
+                              "with, to that file to resume it")
+        if asked is not None and asked != recorded:
             raise ConfigError(f"--threads {asked}: the run in {args.resume} was trained with --threads {recorded}, "
                               "and the result depends on the thread count; resume with --threads "
                               f"{recorded} (or without --threads)")
         values.update(flags)
-        values["block_size"] = parse_block_size(values["block_size"])
-        config = Config(**values)
+        config = Config(**normalise(values))
         validate(config)
-        run = Run(config, args.resume, resume=True, quiet=args.quiet)
-    else:
-        file_values = read_config_file(args.config) if args.config else {}
+        Run(config, args.resume, resume=True, quiet=args.quiet).train()
+        return 0
+    file_values = read_config_file(args.config) if args.config else {}
+    where = origins(file_values, flags, args.config)
+    try:
         config = resolve(file_values, flags)
-        run = Run(config, quiet=args.quiet)
-    run.train()
+        Run(config, quiet=args.quiet).train()
+    except (ConfigError, DataError) as exc:
+        source = where.get(exc.option or "", "")
+        if not source.startswith("preset"):
+            raise
+        value = {**PRESETS[source.split()[1]]}[exc.option]
+        flag = "--" + exc.option.replace("_", "-")
+        raise type(exc)(f"{exc} ({flag} {_shown(value)} comes from {source}: give {flag} to override it)",
+                        exc.option) from None
     return 0
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
         if args.command is None:

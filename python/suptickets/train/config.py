@@ -25,7 +25,12 @@ DISTRIBUTIONS = ("erk", "er", "uniform")
 
 
 class ConfigError(ValueError):
-    """A configuration value out of its accepted range (the message names the option)."""
+    """A configuration value out of its accepted range (the message names the option;
+    ``option`` is its field name where one option is at fault)."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass
@@ -121,7 +126,7 @@ PRESETS = {
                           weight_decay=5e-4, cycles=3, cycle_rate=0.1, lr_low=0.001, lr_high=0.005, distribution="erk",
                           update_every=1000, update_end=0.9, val_size=5000, **_AUTHORS_TOPOLOGY),
 }
-_DATASET_PRESET = {"digits": "digits", "cifar10": "cifar-paper", "cifar100": "cifar-paper",
+DATASET_PRESET = {"digits": "digits", "cifar10": "cifar-paper", "cifar100": "cifar-paper",
                    "imagenet": "imagenet-paper", "fashion-mnist": "fashion-mnist"}
 
 FIELDS = {f.name for f in dataclasses.fields(Config)}
@@ -179,24 +184,82 @@ def read_config_file(path: str) -> dict:
     return values
 
 
-def resolve(file_values: dict, flag_values: dict) -> Config:
-    """Defaults, then the preset (explicit, or the dataset's), then the file, then the flags."""
-    chosen = {**file_values, **flag_values}
+def _preset_of(chosen: dict) -> str | None:
     preset = chosen.get("preset")
     if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}; got {preset!r}")
-    if preset is None:
-        dataset = chosen.get("dataset", Config.dataset)
-        preset = _DATASET_PRESET.get(dataset)
+        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}; got {preset!r}", "preset")
+    return preset if preset is not None else DATASET_PRESET.get(chosen.get("dataset", Config.dataset))
+
+
+def origins(file_values: dict, flag_values: dict, config_file: str | None = None) -> dict[str, str]:
+    """Where each option's value comes from: "the command line", "--config FILE", "preset NAME"
+    (explicit, or the dataset's) or "default"."""
+    chosen = {**file_values, **flag_values}
+    preset = _preset_of(chosen)
+    preset_values = PRESETS[preset] if preset else {}
+    return {f: "the command line" if f in flag_values else f"--config {config_file or 'file'}" if f in file_values
+            else f"preset {preset}" if f in preset_values else "default" for f in FIELDS}
+
+
+# the booster's options: given by the user to a run without the booster, they would do nothing
+BOOSTER_FIELDS = ("cycle_rate", "cycle_epochs", "cycles", "lr_low", "lr_high", "explore_fraction", "superpose",
+                  "reprune", "bn", "base_ticket", "ticket_trace")
+_NO_DROP_SCHEDULE = ("static", "snip", "granet", "dense")  # methods without RigL/SET's drop fraction
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _field_of(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def resolve(file_values: dict, flag_values: dict) -> Config:
+    """Defaults, then the preset (explicit, or the dataset's), then the file, then the flags.
+    Options the user gave (in the file or as flags) that contradict each other or would do
+    nothing in this run are refused, naming them."""
+    chosen = {**file_values, **flag_values}
+    preset = _preset_of(chosen)
     values = {**(PRESETS[preset] if preset else {}), **chosen}
     if "dataset" not in chosen and preset and chosen.get("preset"):
         values["dataset"] = PRESETS[preset]["dataset"]
     values["preset"] = chosen.get("preset")
-    if "block_size" in values:
-        values["block_size"] = parse_block_size(values["block_size"])
-    config = Config(**values)
+    if "cycles" in chosen and "cycle_epochs" in chosen and chosen["cycles"] is not None:
+        raise ConfigError("--cycles and --cycle-epochs both set the cycle length: give one of them", "cycles")
+    if "cycle_epochs" in chosen and "cycles" not in chosen:
+        values["cycles"] = None  # the user's cycle length in epochs, not a preset's number of cycles
+    config = Config(**normalise(values))
+    booster = [_flag(f) for f in BOOSTER_FIELDS if f in chosen]
+    if "sup_tickets" in chosen and _boolean(chosen["sup_tickets"], "--sup-tickets") and config.method == "dense":
+        booster.insert(0, "--sup-tickets")
+    if booster and (config.method == "dense" or not config.sup_tickets):
+        why = "--method dense" if config.method == "dense" else "--no-sup-tickets"
+        raise ConfigError(f"{', '.join(booster)} set{'s' if len(booster) == 1 else ''} the Sup-tickets booster, "
+                          f"which {why} turns off: drop {'it' if len(booster) == 1 else 'them'}, or train with the "
+                          "booster")
+    if "drop_schedule" in chosen and chosen["drop_schedule"] is not None and config.method in _NO_DROP_SCHEDULE:
+        raise ConfigError(f"--drop-schedule is the drop fraction's schedule of RigL and SET; --method "
+                          f"{config.method} has none: drop it", "drop_schedule")
     validate(config)
     return config
+
+
+def normalise(values: dict) -> dict:
+    """The values of a :class:`Config` in their canonical form: booleans from YAML's spellings,
+    the block size as a pair, a dense run with sparsity 0 and no booster, milestones sorted."""
+    values = dict(values)
+    for field in BOOL_FIELDS:
+        if field in values:
+            values[field] = _boolean(values[field], _flag(field))
+    if "block_size" in values:
+        values["block_size"] = parse_block_size(values["block_size"])
+    if values.get("method") == "dense":
+        values.update(sparsity=0.0, sup_tickets=False)  # the booster needs sparse layers; a dense run is the baseline
+    milestones = values.get("lr_milestones")
+    if isinstance(milestones, (list, tuple)) and all(isinstance(m, (int, float)) for m in milestones):
+        values["lr_milestones"] = sorted(milestones)
+    return values
 
 
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "y": True, "false": False, "no": False, "off": False, "n": False}
@@ -212,35 +275,38 @@ def _boolean(value, name: str) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
         return _BOOL_WORDS[value.strip().lower()]
-    raise ConfigError(f"{name} must be true or false, got {value!r}")
+    raise ConfigError(f"{name} must be true or false, got {value!r}", _field_of(name))
 
 
 def _in(value, name, choices):
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}", _field_of(name))
 
 
 def _number(value, name, low, high, *, low_open=False, high_open=False, integer=False):
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+        raise ConfigError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}", _field_of(name))
     if not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value}")
+        raise ConfigError(f"{name} must be a finite number, got {value}", _field_of(name))
     bad = (value <= low if low_open else value < low) or (high is not None and (value >= high if high_open
                                                                                    else value > high))
     if bad or value != value:
         lo, hi = ("(" if low_open else "[") + str(low), ("inf)" if high is None else str(high) + (")" if high_open
                                                                                                   else "]"))
-        raise ConfigError(f"{name} must be in {lo}, {hi}; got {value}")
+        raise ConfigError(f"{name} must be in {lo}, {hi}; got {value}", _field_of(name))
 
 
 def validate(c: Config) -> None:
+    """Checks every field of ``c`` (normalised, see :func:`normalise`), changing nothing;
+    :class:`ConfigError` names the first option out of its range."""
     for field in BOOL_FIELDS:
-        setattr(c, field, _boolean(getattr(c, field), "--" + field.replace("_", "-")))
+        if not isinstance(getattr(c, field), bool):
+            raise ConfigError(f"{_flag(field)} must be true or false, got {getattr(c, field)!r}", field)
     for field in _STR_FIELDS:
         value = getattr(c, field)
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"--{field.replace('_', '-')} must be a string, got {value!r}")
+            raise ConfigError(f"{_flag(field)} must be a string, got {value!r}", field)
     _in(c.dataset, "--dataset", DATASETS)
     _in(c.model, "--model", MODELS)
     _in(c.method, "--method", METHODS)
@@ -251,13 +317,9 @@ def validate(c: Config) -> None:
     if c.drop_schedule is not None:
         _in(c.drop_schedule, "--drop-schedule", ("constant", "cosine"))
     _number(c.sparsity, "--sparsity", 0, 1, high_open=True)
-    if c.method == "dense" and c.sparsity != 0:
-        c.sparsity = 0.0
     if c.method != "dense" and c.sparsity == 0:
         raise ConfigError(f"--sparsity 0 leaves nothing to prune for --method {c.method}: use --method dense, "
                           "or a sparsity in (0, 1)")
-    if c.method == "dense" and c.sup_tickets:
-        c.sup_tickets = False  # the booster needs sparse layers; a dense run is the baseline
     _number(c.epochs, "--epochs", 1, None, integer=True)
     _number(c.batch_size, "--batch-size", 1, None, integer=True)
     _number(c.lr, "--lr", 0, None, low_open=True)
@@ -290,8 +352,8 @@ def validate(c: Config) -> None:
     if c.lr_milestones is not None:
         if not isinstance(c.lr_milestones, (list, tuple)) or not all(
                 isinstance(m, int) and not isinstance(m, bool) and 0 < m <= c.epochs for m in c.lr_milestones):
-            raise ConfigError(f"--lr-milestones must be epochs in [1, --epochs={c.epochs}]; got {c.lr_milestones!r}")
-        c.lr_milestones = sorted(c.lr_milestones)
+            raise ConfigError(f"--lr-milestones must be epochs in [1, --epochs={c.epochs}]; got {c.lr_milestones!r}",
+                              "lr_milestones")
     if c.dataset not in ("digits", "fashion-mnist") and not c.data_dir:
         raise ConfigError(f"--dataset {c.dataset} needs --data-dir (the folder that holds the dataset)")
     if c.data_dir and not os.path.isdir(c.data_dir):

@@ -38,7 +38,12 @@ _IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class DataError(ValueError):
-    """A dataset that cannot be read (missing folder or file, wrong format, missing package)."""
+    """A dataset that cannot be read (missing folder or file, wrong format, missing package);
+    ``option`` is the field name of the option at fault, where there is one."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -116,7 +121,8 @@ class TensorDataset:
         if n == 0:
             return self
         if not 0 < n < self.train_size:
-            raise DataError(f"--val-size must be in [0, {self.train_size}) (the training set of {self.name}); got {n}")
+            raise DataError(f"--val-size must be in [0, {self.train_size}) (the training set of {self.name}); got {n}",
+                            "val_size")
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(self.train_size, generator=g)
         labels = self.y_train[order]

@@ -270,8 +270,8 @@ class Run:
             self.trace = list(state.get("trace", []))
             torch.set_rng_state(state["rng"].cpu())
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise CheckpointError(f"{path} does not fit this run ({first})") from None
+            reason = " ".join(str(exc).split()) or type(exc).__name__  # whole, on one line
+            raise CheckpointError(f"{path} does not fit this run ({reason})") from None
 
     # ---- training ----------------------------------------------------------------------------
 
