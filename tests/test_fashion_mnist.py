@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from suptickets.train import cli, data
+from suptickets.train.build import build_method
 from suptickets.train.config import ConfigError, resolve
 from suptickets.train.data import FASHION_MNIST_FILES, DataError, load_dataset, load_fashion_mnist
 from suptickets.train.idx import IdxError, read_idx, write_idx
 from suptickets.train.models import build_model
-from suptickets.train.runner import build_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from suptickets.train import cli
+from suptickets.train.build import default_milestones
 from suptickets.train.checkpoint import CheckpointError, atomic_save, list_checkpoints, load_latest
 from suptickets.train.config import FIELDS, ConfigError, read_config_file, resolve
-from suptickets.train.runner import Run, default_milestones
+from suptickets.train.runner import Run
 
 # A short run with every part in it: RigL updates, the Sup-tickets phase (2 cycles of one
 # epoch: tickets after epochs 4, 5, 6 and explorations after 4 and 5).

@@ -11,5 +11,8 @@ from .superposer import Superposer
 from .topology import LayerUpdate, Topology, select_global
 from .training import SparseTraining
 
-__all__ = ["Method", "Static", "SNIP", "SET", "RigL", "GraNet", "SparseTraining", "SupTickets", "Superposer",
+# every method by the name `suptickets train --method` gives it (a new method: its file, and a line here)
+METHODS: dict[str, type[Method]] = {"static": Static, "snip": SNIP, "set": SET, "rigl": RigL, "granet": GraNet}
+
+__all__ = ["METHODS", "Method", "Static", "SNIP", "SET", "RigL", "GraNet", "SparseTraining", "SupTickets", "Superposer",
            "TicketEnsemble", "cyclic_lr", "Topology", "LayerUpdate", "select_global"]

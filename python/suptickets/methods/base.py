@@ -14,6 +14,20 @@ class Method:
     """
 
     growth = "random"
+    takes_drop_schedule = False  # the method has a drop fraction with a schedule (RigL, SET)
+
+    @classmethod
+    def from_options(cls, options, total_steps: int, say=print) -> Method:
+        """The method as a run's options ask for it (the fields of ``suptickets train``'s
+        configuration: ``sparsity``, ``update_every``, ``drop_fraction``, ``drop_schedule``,
+        ``update_end``, ``granet_initial_density``, ``granet_prune_end``), for a run of
+        ``total_steps``; ``say`` takes a note for the user. The class's defaults elsewhere."""
+        return cls()
+
+    @staticmethod
+    def starting_density(options) -> float:
+        """The density the model is sparsified to before training: the target, ``1 - sparsity``."""
+        return 1.0 - options.sparsity
 
     def bind(self, total_steps: int) -> None:
         """Called once with the run's length; checks that the schedule fits in it."""

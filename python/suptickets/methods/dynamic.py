@@ -14,6 +14,19 @@ class PruneRegrow(Method):
     ``f_t = drop_fraction`` ("constant") or ``drop_fraction/2 * (1 + cos(pi t / T_end))``
     ("cosine"). Each layer's ``nnz`` is unchanged."""
 
+    takes_drop_schedule = True
+
+    @classmethod
+    def from_options(cls, options, total_steps: int, say=print) -> PruneRegrow:
+        schedule = {"schedule": options.drop_schedule} if options.drop_schedule else {}  # unset: the method's own
+        window = int(options.update_end * total_steps)
+        if window < options.update_every:  # a short run of a long-interval recipe: its topology stays the initial one
+            say(f"note: the {window} steps before --update-end {options.update_end} are fewer than --update-every "
+                f"{options.update_every}: {cls.__name__} makes no topology update in this run")
+            return cls(update_every=total_steps, drop_fraction=options.drop_fraction, end=1.0, **schedule)
+        return cls(update_every=options.update_every, drop_fraction=options.drop_fraction, end=options.update_end,
+                   **schedule)
+
     def __init__(self, update_every: int, drop_fraction: float, schedule: str, end: float):
         self.update_every = check_steps(update_every, "update_every")
         self.drop_fraction = check_fraction(drop_fraction, "drop_fraction")

@@ -30,6 +30,24 @@ class GraNet(Method):
 
     growth = "gradient"
 
+    @staticmethod
+    def starting_density(options) -> float:
+        return options.granet_initial_density
+
+    @classmethod
+    def from_options(cls, options, total_steps: int, say=print) -> GraNet:
+        final = 1.0 - options.sparsity
+        if options.granet_initial_density <= final:
+            raise ValueError(f"--granet-initial-density ({options.granet_initial_density}) must be above the final "
+                             f"density 1 - --sparsity ({final:.4f})")
+        every = options.update_every
+        prune_end = math.floor(options.granet_prune_end * total_steps / every) * every
+        if prune_end < every:
+            raise ValueError(f"--granet-prune-end {options.granet_prune_end} of {total_steps} steps ends before the "
+                             f"first update (--update-every {every})")
+        return cls(options.granet_initial_density, final, prune_start=0, prune_end=prune_end, update_every=every,
+                   regrow_fraction=options.drop_fraction)
+
     def __init__(self, initial_density: float, final_density: float, prune_start: int, prune_end: int,
                  update_every: int, regrow_fraction: float = 0.5):
         self.initial_density = check_fraction(initial_density, "initial_density", include_one=True)

@@ -17,10 +17,11 @@ import os
 import re
 from dataclasses import dataclass
 
+from .. import methods as _methods
 from .data import DATASETS
 from .models import MODELS
 
-METHODS = ("dense", "static", "snip", "set", "rigl", "granet")
+METHODS = ("dense", *_methods.METHODS)
 DISTRIBUTIONS = ("erk", "er", "uniform")
 
 
@@ -204,7 +205,8 @@ def origins(file_values: dict, flag_values: dict, config_file: str | None = None
 # the booster's options: given by the user to a run without the booster, they would do nothing
 BOOSTER_FIELDS = ("cycle_rate", "cycle_epochs", "cycles", "lr_low", "lr_high", "explore_fraction", "superpose",
                   "reprune", "bn", "base_ticket", "ticket_trace")
-_NO_DROP_SCHEDULE = ("static", "snip", "granet", "dense")  # methods without RigL/SET's drop fraction
+# methods without a scheduled drop fraction (all but RigL and SET)
+_NO_DROP_SCHEDULE = ("dense", *(name for name, cls in _methods.METHODS.items() if not cls.takes_drop_schedule))
 
 
 def _flag(field: str) -> str:

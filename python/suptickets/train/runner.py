@@ -1,6 +1,6 @@
-"""One training run of ``suptickets train``: builds data, model, optimizer, schedule, sparse
-method and booster from a :class:`Config`, trains epoch by epoch with a checkpoint after
-each, and writes the run folder:
+"""Running one training run of ``suptickets train``: data and what ``build`` makes from the
+:class:`Config`, epoch by epoch with a checkpoint after each, resume, divergence; ``finish``
+writes the rest of the run folder:
 
     config.json     the resolved configuration
     metrics.jsonl   one JSON line per epoch (loss, accuracies, test ECE/NLL, LR, density, speed)
@@ -23,13 +23,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .. import methods
-from ..sparse import sparsify, sparsity_table
-from . import distributed, flops, strict_json
+from . import build, distributed, strict_json
 from .checkpoint import (
     CheckpointError,
     append_text,
-    atomic_save,
     atomic_write_text,
     list_checkpoints,
     load_latest,
@@ -39,10 +36,8 @@ from .checkpoint import (
 )
 from .config import Config, ConfigError
 from .data import load_dataset
+from .finish import evaluations, finish
 from .metrics import evaluate_batches
-from .models import build_model
-from .plots import write_plots
-from .report import markdown, result_table
 
 _LR_TRACE_POINTS = 20_000
 # options a resume may change (they do not change the result)
@@ -53,84 +48,11 @@ class DivergenceError(RuntimeError):
     """Training stopped: the loss (or a sparse layer's weights) is not finite."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available here (use --device cpu)")
-    return device
-
-
 def clock(seconds: float) -> str:
     """``h:mm:ss`` (hours not wrapped at a day)."""
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
-def check_writable(run_dir: str) -> None:
-    """``ConfigError`` before any work when the run folder (or the folder it would be made in)
-    cannot be written."""
-    existing = os.path.abspath(run_dir)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {run_dir}: cannot create the run folder ({existing} is not writable)")
-
-
-def default_run_dir(c: Config) -> str:
-    name = f"{c.dataset}-{c.model}-{c.method}{'-sup' if c.sup_tickets else ''}-{round(100 * c.sparsity)}"
-    base = os.path.join("runs", name)
-    path, i = base, 2
-    while os.path.exists(path):
-        path, i = f"{base}-{i}", i + 1
-    return path
-
-
-def default_milestones(base_epochs: float) -> list[int]:
-    """The x0.1 drops at 1/2 and 3/4 of the base phase, in whole epochs (the paper's CIFAR
-    schedule: a base phase of 226 epochs gives 113 and 169, Table 7)."""
-    return [max(1, math.floor(base_epochs / 2)), max(1, math.floor(base_epochs * 3 / 4))]
-
-
-def build_sparse_model(c: Config, dataset) -> torch.nn.Module:
-    model = build_model(c.model, in_channels=dataset.in_channels, image_size=dataset.image_size,
-                        num_classes=dataset.num_classes)
-    if c.method == "dense":
-        return model
-    density = c.granet_initial_density if c.method == "granet" else 1.0 - c.sparsity
-    if c.method == "granet" and density <= 1.0 - c.sparsity:
-        raise ConfigError(f"--granet-initial-density ({density}) must be above the final density 1 - --sparsity "
-                          f"({1.0 - c.sparsity:.4f})")
-    model = sparsify(model, density=density, distribution=c.distribution, block_size=c.block_size,
-                     dense_first=c.dense_first)
-    if not any(r.status == "sparse" for r in sparsity_table(model)):
-        raise ConfigError(f"--block-size {c.block_size[0]}x{c.block_size[1]} fits no layer of {c.model} (or ERK kept "
-                          "every layer dense): choose a block size that divides the layers' channels, e.g. 1 or 16")
-    return model
-
-
-def build_method(c: Config, total: int, say=print):
-    if c.method == "static":
-        return methods.Static()
-    if c.method == "snip":
-        return methods.SNIP()
-    if c.method in ("set", "rigl"):
-        kind = methods.SET if c.method == "set" else methods.RigL
-        schedule = {"schedule": c.drop_schedule} if c.drop_schedule else {}  # unset: the method's own
-        window = int(c.update_end * total)
-        if window < c.update_every:  # a short run of a long-interval recipe: its topology stays the initial one
-            say(f"note: the {window} steps before --update-end {c.update_end} are fewer than --update-every "
-                f"{c.update_every}: {kind.__name__} makes no topology update in this run")
-            return kind(update_every=total, drop_fraction=c.drop_fraction, end=1.0, **schedule)
-        return kind(update_every=c.update_every, drop_fraction=c.drop_fraction, end=c.update_end, **schedule)
-    prune_end = math.floor(c.granet_prune_end * total / c.update_every) * c.update_every
-    if prune_end < c.update_every:
-        raise ConfigError(f"--granet-prune-end {c.granet_prune_end} of {total} steps ends before the first update "
-                          f"(--update-every {c.update_every})")
-    return methods.GraNet(c.granet_initial_density, 1.0 - c.sparsity, prune_start=0, prune_end=prune_end,
-                          update_every=c.update_every, regrow_fraction=c.drop_fraction)
 
 
 class Run:
@@ -143,16 +65,16 @@ class Run:
             torch.set_num_threads(c.threads)
         else:  # recorded, so that a resume runs with the same number (results depend on it)
             c.threads = torch.get_num_threads()
-        self.device = resolve_device(c.device)
+        self.device = build.resolve_device(c.device)
         self.ctx = distributed.setup(self.device, c.dist_timeout)
         if self.ctx.distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.ctx.local_rank)
             torch.cuda.set_device(self.device)
-        self.run_dir = run_dir or c.out or default_run_dir(c)
+        self.run_dir = run_dir or c.out or build.default_run_dir(c)
         if os.path.exists(self.run_dir) and not os.path.isdir(self.run_dir):
             raise ConfigError(f"--out {self.run_dir} is a file, not a folder: choose another --out")
         if self.ctx.main:
-            check_writable(self.run_dir)
+            build.check_writable(self.run_dir)
         if not resume and (list_checkpoints(self.run_dir) or unsealed_checkpoints(self.run_dir)):
             raise ConfigError(f"--out {self.run_dir} already holds a run: --resume {self.run_dir} to continue it, or "
                               "choose another --out")
@@ -164,25 +86,10 @@ class Run:
         if c.batch_size < self.ctx.world:
             raise ConfigError(f"--batch-size {c.batch_size} is smaller than the {self.ctx.world} processes")
         self.total_steps = c.epochs * self.steps_per_epoch
-        self.model = build_sparse_model(c, self.data).to(self.device)
-        if self.ctx.distributed:
-            distributed.broadcast_state(self.model)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum,
-                                         weight_decay=c.weight_decay)
-        self.boost = self._booster()
-        base_steps = self.boost.start if self.boost is not None else self.total_steps
-        milestones = [m * self.steps_per_epoch for m in (c.lr_milestones or default_milestones(
-            base_steps / self.steps_per_epoch))]
-        self.milestones = milestones
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, c.lr_gamma)
-        self.sparse = None
-        if c.method != "dense":
-            try:
-                method = build_method(c, self.total_steps, self._say)
-                self.sparse = methods.SparseTraining(self.model, self.optimizer, method, self.total_steps,
-                                                     sup_tickets=self.boost, seed=c.seed)
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(str(exc)) from None
+        parts = build.build_training(c, self.data, self.device, self.ctx, self.total_steps, self.steps_per_epoch,
+                                     self._say)
+        self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
+        self.milestones, self.boost, self.sparse = parts.milestones, parts.boost, parts.sparse
         self.epoch = 0
         self.lr_trace: list[tuple[int, float]] = []
         self.lr_every = max(1, self.total_steps // _LR_TRACE_POINTS)
@@ -194,23 +101,6 @@ class Run:
         self._step = 0
         if resume:
             self._resume()
-
-    def _booster(self):
-        c = self.config
-        if not c.sup_tickets:
-            return None
-        try:
-            length = ({"num_cycles": c.cycles} if c.cycles is not None
-                      else {"cycle_steps": c.cycle_epochs * self.steps_per_epoch})
-            boost = methods.SupTickets(c.cycle_rate, **length, lr_low=c.lr_low, lr_high=c.lr_high,
-                                       explore_fraction=c.explore_fraction, superpose=c.superpose, reprune=c.reprune,
-                                       bn=c.bn, include_base_ticket=c.base_ticket, keep_tickets=c.ticket_trace)
-            boost.bind(self.total_steps)
-        except (ValueError, TypeError) as exc:
-            length = f"--cycles {c.cycles}" if c.cycles is not None else f"--cycle-epochs {c.cycle_epochs}"
-            raise ConfigError(f"{exc} (--sup-tickets: --cycle-rate {c.cycle_rate}, {length}, --epochs {c.epochs})"
-                              ) from None
-        return boost
 
     def _record_lr(self, optimizer, args, kwargs):
         step = self._step + 1
@@ -302,7 +192,7 @@ class Run:
                     raise distributed.peer_timeout(ctx, self._step + 1, exc) from None
                 raise
         train_time = time.perf_counter() - start
-        summary = self._finish(train_time)
+        summary = finish(self, train_time)
         distributed.teardown(ctx)
         return summary
 
@@ -386,13 +276,6 @@ class Run:
             self._trace_step(self._step)
         return out, loss
 
-    def _evaluations(self, model, outputs: str = "logits") -> dict:
-        """Validation (when the dataset holds one) and test metrics of ``model``."""
-        result = {"test": evaluate_batches(model, self.data.test_batches(512), self.device, outputs)}
-        if getattr(self.data, "val_size", 0):
-            result["val"] = evaluate_batches(model, self.data.val_batches(512), self.device, outputs)
-        return result
-
     def _trace_step(self, t: int) -> None:
         """--ticket-trace: after step ``t``, the ticket just collected (from its saved state) and
         the live network right after an exploration, each on the validation and test sets."""
@@ -400,65 +283,11 @@ class Run:
         if boost.collects(t):
             ticket = self.sparse.ticket_ensemble().members[-1]
             self.trace.append({"step": t, "event": "ticket", "index": len(boost.collected) - 1,
-                               **self._evaluations(ticket)})
+                               **evaluations(ticket, self.data, self.device)})
         if boost.explores(t):
-            self.trace.append({"step": t, "event": "explored", **self._evaluations(self.model)})
+            self.trace.append({"step": t, "event": "explored", **evaluations(self.model, self.data, self.device)})
         self._trace_seconds += time.perf_counter() - began
         self._trace_cpu += time.process_time() - cpu_began
-
-    def _finish(self, train_time: float) -> dict:
-        c, ctx = self.config, self.ctx
-        if ctx.distributed and self.sparse is not None and not distributed.layouts_agree(self.model):
-            raise RuntimeError("the sparse layouts differ across processes after training")
-        if not ctx.main:
-            return {}
-        final = evaluate_batches(self.model, self.data.test_batches(512), self.device)
-        output, network, final_network = self.model, "final network", None
-        if self.boost is not None:
-            loader = None
-            if c.bn == "recompute":
-                loader = [x.to(self.device) for x, _ in self.data.train_batches(c.epochs + 1, c.batch_size, c.seed)]
-            output = self.sparse.ultimate_model(loader=loader)
-            network = f"ultimate ticket ({len(self.boost.collected)} tickets superposed, {c.superpose})"
-            final_network = final
-            result = evaluate_batches(output, self.data.test_batches(512), self.device)
-        else:
-            result = final
-        if self.boost is not None and c.ticket_trace:
-            trace = {"events": self.trace, "ultimate": self._evaluations(output),
-                     "ensemble": self._evaluations(self.sparse.ticket_ensemble(), outputs="probs"),
-                     "final": self._evaluations(self.model)}
-        else:
-            trace = None
-        validation = (evaluate_batches(output, self.data.val_batches(512), self.device)
-                      if getattr(self.data, "val_size", 0) else None)
-        input_size = (c.batch_size, self.data.in_channels, self.data.image_size, self.data.image_size)
-        if self.sparse is not None:
-            train_flops = flops.report(self.model, input_size, method=self.sparse)
-            test_flops = flops.report(output, input_size)
-        else:
-            train_flops = test_flops = flops.report(output, input_size, total_steps=self.total_steps)
-        table = sparsity_table(output)
-        summary = {
-            "network": network, "test_accuracy": result["accuracy"], "ece": result["ece"], "nll": result["nll"],
-            "sparsity": 1.0 - table.density, "flops_train": train_flops.training_ratio,
-            "flops_test": test_flops.inference_ratio, "final_network": final_network,
-            "layers": [{"name": r.name, "type": r.kind, "shape": list(r.shape), "density": r.density,
-                        "status": r.status} for r in table],
-            "steps": self.total_steps, "epochs": c.epochs, "train_time_s": train_time, "device": str(self.device),
-            "ranks": ctx.world, "tickets": list(self.boost.collected) if self.boost else [],
-            "explorations": self.boost.exploration_steps() if self.boost else [],
-            "validation": validation, "val_size": getattr(self.data, "val_size", 0), "ticket_trace": trace,
-        }
-        atomic_save(output.state_dict(), self.path("model.pt"))
-        atomic_write_text(strict_json.dumps(summary, indent=2) + "\n", self.path("summary.json"))
-        write_plots(self.run_dir, lr_trace=self.lr_trace, steps_per_epoch=self.steps_per_epoch, metrics=self.metrics,
-                    table=table, tickets=summary["tickets"], explorations=summary["explorations"])
-        atomic_write_text(markdown(summary, self.config.as_dict(), str(table), str(train_flops)),
-                          self.path("report.md"))
-        print(f"\n{result_table(summary)}\n\nper-layer sparsity of the output network:\n{table}\n\n"
-              f"run folder: {self.run_dir} (report.md, summary.json, metrics.jsonl, plots, checkpoints)")
-        return summary
 
     def _diverged(self, epoch: int, what: str) -> DivergenceError:
         found = list_checkpoints(self.run_dir)
