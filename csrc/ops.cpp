@@ -21,7 +21,7 @@ TORCH_LIBRARY(suptickets, m) {
       "Tensor row_ptr, Tensor col_ptr, Tensor col_perm, int[2] kernel_size, int[2] stride, "
       "int[2] padding, int[2] dilation, bool need_input, bool need_values, bool need_bias) "
       "-> (Tensor, Tensor, Tensor)");
-  // Topology maintenance (csrc/cpu/block_scores.cpp, csrc/cpu/prune_grow.cpp).
+  // Topology maintenance (csrc/cpu/block_scores.cpp, csrc/cpu/prune_grow.cpp, csrc/cpu/select_k.cpp).
   m.def("block_scores(Tensor values, str kind) -> Tensor");
   m.def(
       "grad_scores(Tensor x, Tensor grad_out, int[2] block_size, int[2] kernel_size, int[2] stride, "
@@ -29,6 +29,7 @@ TORCH_LIBRARY(suptickets, m) {
   m.def(
       "prune_grow(Tensor drop_scores, Tensor grow_scores, Tensor rows, Tensor cols, int k_drop, "
       "int k_grow) -> (Tensor, Tensor)");
+  m.def("select_k(Tensor scores, int k, bool largest, Tensor? skip) -> Tensor");
   // BlockLayout's index arithmetic (csrc/cpu/layout_index.cpp).
   m.def("layout_index(Tensor rows, Tensor cols, int grid_rows, int grid_cols) -> (Tensor, Tensor, Tensor)");
   m.def("merge_blocks(Tensor rows, Tensor cols, Tensor drop, Tensor grow, int grid_cols) -> (Tensor, Tensor, Tensor)");

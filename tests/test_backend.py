@@ -16,8 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_every_op_has_an_entry_and_the_reference():
     assert set(backend.TABLE) == {"bsr_linear", "bsr_conv2d", "block_scores", "linear_grad_scores",
-                                  "conv2d_grad_scores", "prune_grow", "superpose", "layout_index", "merge_blocks",
-                                  "gather_slots"}
+                                  "conv2d_grad_scores", "prune_grow", "select_k", "superpose", "layout_index",
+                                  "merge_blocks", "gather_slots"}
     x = torch.empty(0)
     for op in backend.TABLE:
         assert backend.eligible(op, "reference", x) is None

@@ -11,7 +11,7 @@
 #include <cstring>
 
 #include "block_norm.h"
-#include "bsr_product_kernels.h"
+#include "geometry.h"
 
 namespace suptickets {
 namespace cpu {

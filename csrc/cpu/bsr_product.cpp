@@ -84,8 +84,8 @@ void product_forward(const ConvGeometry& g, const Tensor& x, const Strides& xs, 
   });
 }
 
-void product_backward(const ConvGeometry& g, const Tensor& grad, const Strides& gs_strides, const Tensor& x,
-                      const Strides& xs, const Tensor& values, const Layout& L, Grads& out) {
+void product_backward(const ConvGeometry& g, const Tensor& grad, const Strides& gs, const Tensor& x, const Strides& xs,
+                      const Tensor& values, const Layout& L, Grads& out) {
   check_layout(g, values, L, "bsr_product_backward");
   Tensor &dx = out.dx, &dv = out.dv, &db = out.db;
   if (g.B == 0 || g.Wo == 0) {
@@ -94,15 +94,14 @@ void product_backward(const ConvGeometry& g, const Tensor& grad, const Strides& 
     return;
   }
   if (element_kernels_run(g.br, g.bc))
-    return element_product_backward(g, grad, gs_strides, x, xs, values, L, out,
-                                    dx.defined() ? strides_of(dx) : Strides{});
+    return element_product_backward(g, grad, gs, x, xs, values, L, out, dx.defined() ? strides_of(dx) : Strides{});
   const Tensor vals = values.contiguous();
   // dY is packed once for both products, padded for a gathering dX.
   int64_t top = 0, left = 0;
   if (dx.defined()) grad_out_padding(g, &top, &left);
-  const Grid gs{g.B * (g.Ho + 2 * top) * (g.Wo + 2 * left) * g.br, g.br, g.Ho + 2 * top, g.Wo + 2 * left, top, left};
+  const Grid ggrid{g.B * (g.Ho + 2 * top) * (g.Wo + 2 * left) * g.br, g.br, g.Ho + 2 * top, g.Wo + 2 * left, top, left};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "suptickets_backward", [&] {
-    const scalar_t* gp = pack<scalar_t>(kGradOut, grad, gs_strides, g.B, g.Cout, g.Ho, g.Wo, g.br, top, left,
+    const scalar_t* gp = pack<scalar_t>(kGradOut, grad, gs, g.B, g.Cout, g.Ho, g.Wo, g.br, top, left,
                                         db.defined() ? db.data_ptr<scalar_t>() : nullptr);
     const scalar_t* v = vals.data_ptr<scalar_t>();
     const int32_t *rows = L.rows.data_ptr<int32_t>(), *col_ptr = L.col_ptr.data_ptr<int32_t>(),
@@ -110,15 +109,15 @@ void product_backward(const ConvGeometry& g, const Tensor& grad, const Strides& 
     if (dx.defined()) {
       const Grid nhwc{g.bc, g.Cin, g.H, g.W, 0, 0};  // dx itself
       if (grad_input_gathers(g)) {
-        conv_grad_input<scalar_t>(g, gp, gs, v, rows, col_ptr, col_perm, dx.data_ptr<scalar_t>(), nhwc);
+        conv_grad_input<scalar_t>(g, gp, ggrid, v, rows, col_ptr, col_perm, dx.data_ptr<scalar_t>(), nhwc);
       } else if (g.PH == 0 && g.PW == 0) {
         dx.zero_();
-        conv_grad_input<scalar_t>(g, gp, gs, v, rows, col_ptr, col_perm, dx.data_ptr<scalar_t>(), nhwc);
+        conv_grad_input<scalar_t>(g, gp, ggrid, v, rows, col_ptr, col_perm, dx.data_ptr<scalar_t>(), nhwc);
       } else {
         // scattered into zero-padded stripes, then the interior copied out
         Tensor buf = scratch(kGradInput, g.Cin * g.B * g.Hp() * g.Wp(), x.options());
         buf.zero_();
-        conv_grad_input<scalar_t>(g, gp, gs, v, rows, col_ptr, col_perm, buf.data_ptr<scalar_t>(),
+        conv_grad_input<scalar_t>(g, gp, ggrid, v, rows, col_ptr, col_perm, buf.data_ptr<scalar_t>(),
                                   {g.in_stripe(), g.bc, g.Hp(), g.Wp(), g.PH, g.PW});
         unpack_stripes<scalar_t>(buf.data_ptr<scalar_t>(), g.B, g.Cin, g.H, g.W, g.bc, g.PH, g.PW,
                                  dx.data_ptr<scalar_t>());
@@ -126,7 +125,7 @@ void product_backward(const ConvGeometry& g, const Tensor& grad, const Strides& 
     }
     if (dv.defined()) {
       const scalar_t* xp = pack<scalar_t>(kInput, x, xs, g.B, g.Cin, g.H, g.W, g.bc, g.PH, g.PW);
-      conv_grad_values<scalar_t>(g, gp, gs, xp, packed_input(g), rows, L.cols.data_ptr<int32_t>(), values.size(0),
+      conv_grad_values<scalar_t>(g, gp, ggrid, xp, packed_input(g), rows, L.cols.data_ptr<int32_t>(), values.size(0),
                                  dv.data_ptr<scalar_t>());
     }
   });

@@ -55,8 +55,9 @@ Tap tap_of(const ConvGeometry& g, int64_t col) {
 
 // Offset of a block's tap into the input, from the element that output pixel
 // (0, 0, 0) reads at tap (0, 0) of a grid padded by at least (PH, PW).
-int64_t input_offset(const ConvGeometry& g, const Tap& tp, const Grid& xs) {
-  return tp.cblk * xs.stripe + ((tp.ki * g.DH + xs.top - g.PH) * xs.cols + tp.kj * g.DW + xs.left - g.PW) * xs.pixel;
+int64_t input_offset(const ConvGeometry& g, const Tap& tp, const Grid& xgrid) {
+  return tp.cblk * xgrid.stripe +
+         ((tp.ki * g.DH + xgrid.top - g.PH) * xgrid.cols + tp.kj * g.DW + xgrid.left - g.PW) * xgrid.pixel;
 }
 
 }  // namespace
@@ -188,24 +189,24 @@ void gather_tiles(const GatherPlan<T>& p) {
 // reaches. Taps of one kernel hit overlapping pixels, so a unit owns a whole image
 // of one channel block.
 template <class T>
-void scatter_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values, const int32_t* rows,
-                        const int32_t* col_ptr, const int32_t* col_perm, T* dst, const Grid& ds) {
+void scatter_grad_input(const ConvGeometry& g, const T* gp, const Grid& ggrid, const T* values, const int32_t* rows,
+                        const int32_t* col_ptr, const int32_t* col_perm, T* dst, const Grid& dgrid) {
   const int64_t ncb = g.in_blocks(), ncols = g.KH * g.KW * ncb, nnz = col_ptr[ncols];
   std::vector<TileItem> items(nnz);
   for (int64_t q = 0; q < nnz; ++q) {
     const int64_t s = col_perm[q];
-    items[q] = {rows[s] * gs.stripe, s * g.br * g.bc, g.br};
+    items[q] = {rows[s] * ggrid.stripe, s * g.br * g.bc, g.br};
   }
   const int64_t step = even_tile(g.Wo, tile_rows<T>(g.bc));
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < ncb * g.B; ++u) {
     const int64_t b = u % g.B, cblk = u / g.B;
     TileArgs<T> t;
-    t.a_m = gs.pixel;
+    t.a_m = ggrid.pixel;
     t.a_k = 1;
     t.B = values;
     t.b_k = g.bc;
-    t.c_m = g.SW * ds.pixel;
+    t.c_m = g.SW * dgrid.pixel;
     t.init = nullptr;
     t.accumulate = true;
     t.stream = false;
@@ -217,8 +218,8 @@ void scatter_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, cons
       for (int64_t oh = 0; oh < g.Ho; ++oh) {
         const int64_t h = oh * g.SH + ki * g.DH - g.PH;
         for (int64_t ow = 0; ow < g.Wo; ow += step) {
-          t.A = gp + gs.offset(b, oh, ow);
-          t.C = dst + cblk * ds.stripe + ds.offset(b, h, ow * g.SW + kj * g.DW - g.PW);
+          t.A = gp + ggrid.offset(b, oh, ow);
+          t.C = dst + cblk * dgrid.stripe + dgrid.offset(b, h, ow * g.SW + kj * g.DW - g.PW);
           run_tile(t, std::min(step, g.Wo - ow), g.bc);
         }
       }
@@ -239,33 +240,33 @@ void grad_out_padding(const ConvGeometry& g, int64_t* top, int64_t* left) {
 }
 
 template <class T>
-void conv_forward(const ConvGeometry& g, const T* xp, const Grid& xs, const T* vt, const int32_t* row_ptr,
+void conv_forward(const ConvGeometry& g, const T* xp, const Grid& xgrid, const T* vt, const int32_t* row_ptr,
                   const int32_t* cols, const T* bias, T* y) {
   const int64_t nrb = g.out_blocks(), nnz = row_ptr[nrb];
-  GatherPlan<T> p{g.B,     g.Ho,    g.Wo,     nrb,  g.br, y,  g.Cout, bias, xp,
-                  xs.rows, xs.cols, xs.pixel, g.SH, g.SW, vt, g.br,   {},   {}};
+  GatherPlan<T> p{g.B,        g.Ho,       g.Wo,        nrb,  g.br, y,  g.Cout, bias, xp,
+                  xgrid.rows, xgrid.cols, xgrid.pixel, g.SH, g.SW, vt, g.br,   {},   {}};
   p.ptr.assign(row_ptr, row_ptr + nrb + 1);
   p.items.resize(nnz);
-  for (int64_t s = 0; s < nnz; ++s) p.items[s] = {input_offset(g, tap_of(g, cols[s]), xs), s * g.bc * g.br, g.bc};
+  for (int64_t s = 0; s < nnz; ++s) p.items[s] = {input_offset(g, tap_of(g, cols[s]), xgrid), s * g.bc * g.br, g.bc};
   gather_tiles(p);
 }
 
 template <class T>
-void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T* values, const int32_t* rows,
-                     const int32_t* col_ptr, const int32_t* col_perm, T* dst, const Grid& ds) {
-  if (!grad_input_gathers(g)) return scatter_grad_input(g, gp, gs, values, rows, col_ptr, col_perm, dst, ds);
+void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& ggrid, const T* values, const int32_t* rows,
+                     const int32_t* col_ptr, const int32_t* col_perm, T* dst, const Grid& dgrid) {
+  if (!grad_input_gathers(g)) return scatter_grad_input(g, gp, ggrid, values, rows, col_ptr, col_perm, dst, dgrid);
   // dX[b, h, w] = sum over taps (ki, kj) and the blocks of column (tap, cblk) of
   // dY[b, h + PH - ki*DH, w + PW - kj*DW] * block: a gather over the padded dY.
   const int64_t ncb = g.in_blocks();
-  GatherPlan<T> p{g.B,     g.H,     g.W,      ncb, g.bc, dst,    ds.pixel, nullptr, gp,
-                  gs.rows, gs.cols, gs.pixel, 1,   1,    values, g.bc,     {0},     {}};
+  GatherPlan<T> p{g.B,        g.H,        g.W,         ncb, g.bc, dst,    dgrid.pixel, nullptr, gp,
+                  ggrid.rows, ggrid.cols, ggrid.pixel, 1,   1,    values, g.bc,        {0},     {}};
   for (int64_t cblk = 0; cblk < ncb; ++cblk) {
     for (int64_t tap = 0; tap < g.KH * g.KW; ++tap) {
       const int64_t col = tap * ncb + cblk, ki = tap / g.KW, kj = tap % g.KW;
-      const int64_t shift = ((g.PH - ki * g.DH + gs.top) * gs.cols + g.PW - kj * g.DW + gs.left) * gs.pixel;
+      const int64_t shift = ((g.PH - ki * g.DH + ggrid.top) * ggrid.cols + g.PW - kj * g.DW + ggrid.left) * ggrid.pixel;
       for (int64_t q = col_ptr[col]; q < col_ptr[col + 1]; ++q) {
         const int64_t s = col_perm[q];
-        p.items.push_back({rows[s] * gs.stripe + shift, s * g.br * g.bc, g.br});
+        p.items.push_back({rows[s] * ggrid.stripe + shift, s * g.br * g.bc, g.br});
       }
     }
     p.ptr.push_back(static_cast<int64_t>(p.items.size()));
@@ -274,7 +275,7 @@ void conv_grad_input(const ConvGeometry& g, const T* gp, const Grid& gs, const T
 }
 
 template <class T>
-void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const T* xp, const Grid& xs,
+void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& ggrid, const T* xp, const Grid& xgrid,
                       const int32_t* rows, const int32_t* cols, int64_t nnz, T* dvalues) {
   // Runs of consecutive output pixels of one output row, cut at kReductionChunk,
   // grouped into chunks of about kReductionChunk pixels.
@@ -285,7 +286,8 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
     const int64_t b = bo / g.Ho, oh = bo % g.Ho;
     for (int64_t ow = 0; ow < g.Wo; ow += kReductionChunk) {
       const int64_t len = std::min(kReductionChunk, g.Wo - ow);
-      runs.push_back({gs.offset(b, oh, ow), ((b * xs.rows + oh * g.SH) * xs.cols + ow * g.SW) * xs.pixel, len});
+      runs.push_back(
+          {ggrid.offset(b, oh, ow), ((b * xgrid.rows + oh * g.SH) * xgrid.cols + ow * g.SW) * xgrid.pixel, len});
       in_chunk += len;
       if (in_chunk >= kReductionChunk) {
         chunk_start.push_back(static_cast<int64_t>(runs.size()));
@@ -332,18 +334,18 @@ void conv_grad_values(const ConvGeometry& g, const T* gp, const Grid& gs, const 
     }
     TileArgs<T> t;
     t.a_m = 1;
-    t.a_k = gs.pixel;
-    t.b_k = g.SW * xs.pixel;
+    t.a_k = ggrid.pixel;
+    t.b_k = g.SW * xgrid.pixel;
     t.c_m = g.bc;
     t.init = nullptr;
     t.stream = false;
-    const T* a = gp + rows[unit.s0] * gs.stripe;
+    const T* a = gp + rows[unit.s0] * ggrid.stripe;
     for (int64_t c = unit.c0; c < unit.c1; ++c) {
       t.items = runs.data() + chunk_start[c];
       t.n_items = chunk_start[c + 1] - chunk_start[c];
       t.accumulate = c > unit.c0;
       for (int64_t s = unit.s0; s < unit.s1; ++s) {
-        t.B = xp + input_offset(g, tap_of(g, cols[s]), xs);
+        t.B = xp + input_offset(g, tap_of(g, cols[s]), xgrid);
         T* out = base + s * block;
         for (int64_t i = 0; i < g.br; i += step) {
           t.A = a + i;

@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "bsr_product_kernels.h"
+#include "geometry.h"
 
 namespace suptickets {
 namespace cpu {

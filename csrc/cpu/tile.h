@@ -65,7 +65,6 @@ void run_tile(const TileArgs<T>& t, int64_t mr, int64_t width);
 // SIMD tiles for one instruction set (float32, width a multiple of the vector length).
 #define SUPTICKETS_DECLARE_SIMD(ns)                                   \
   namespace ns {                                                      \
-  extern const int kLanes;                                            \
   int tile_rows(int64_t width);                                       \
   void run_tile(const TileArgs<float>& t, int64_t mr, int64_t width); \
   }

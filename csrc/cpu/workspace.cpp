@@ -96,18 +96,18 @@ OutputCache& output_cache() {
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& opts, at::MemoryFormat memory_format) {
   const size_t bytes = c10::multiply_integers(sizes) * opts.dtype().itemsize();
   if (bytes < kCachedMin) return at::empty(sizes, opts.memory_format(memory_format));
-  size_t capacity = 0;
-  void* data = output_cache().acquire(bytes, &capacity);
-  TORCH_CHECK(data != nullptr, "suptickets: out of memory allocating ", bytes, " bytes");
   TORCH_CHECK(memory_format == at::MemoryFormat::Contiguous || memory_format == at::MemoryFormat::ChannelsLast,
               "suptickets: unsupported memory format");
-  std::vector<int64_t> strides;
+  std::vector<int64_t> strides;  // everything that may throw comes before the memory is taken
   if (memory_format == at::MemoryFormat::ChannelsLast) {
     strides = c10::get_channels_last_strides_2d(sizes);
   } else {
     const auto contiguous = c10::contiguous_strides(sizes);
     strides.assign(contiguous.begin(), contiguous.end());
   }
+  size_t capacity = 0;
+  void* data = output_cache().acquire(bytes, &capacity);
+  TORCH_CHECK(data != nullptr, "suptickets: out of memory allocating ", bytes, " bytes");
   return at::from_blob(
       data, sizes, strides, [capacity](void* p) { output_cache().release(p, capacity); },
       opts.memory_format(std::nullopt));

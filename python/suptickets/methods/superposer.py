@@ -211,7 +211,7 @@ class Superposer:
                     merged = _Accumulator(*ops.superpose_union(acc.values, acc.rows, acc.cols, acc.counts, values,
                                                                rows, cols, **mode)[:4])
                     scores = ops.block_scores(merged.values, self.score)
-                    drop = ops.prune_grow(scores, None, None, scores.numel() - values.shape[0])[0]
+                    drop = ops.select_k(scores, scores.numel() - values.shape[0])
                     self._sparse[p] = merged.take(_complement(drop, scores.numel()))
             return
         merged, scores = {}, []

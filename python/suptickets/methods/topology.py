@@ -128,7 +128,7 @@ class Topology:
         selected a piece of block-rows at a time: each piece's ``k`` best inactive blocks (ties to
         the lower index, as ``prune_grow``), merged into the ``k`` best so far."""
         layout = layer.layout
-        drop, _ = ops.prune_grow(self.magnitude(layer), None, layout, k, 0)
+        drop = ops.select_k(self.magnitude(layer), k)
         kept = torch.ones(layout.nnz, dtype=torch.bool, device=drop.device)
         kept[drop] = False
         rows, cols = layout.rows[kept.to(layout.rows.device)], layout.cols[kept.to(layout.cols.device)]
@@ -143,10 +143,10 @@ class Topology:
         best_scores, best = None, None
         for r0, scores in pieces:
             inside = (rows >= r0) & (rows < r0 + scores.shape[0])
-            piece = _Piece(rows[inside] - r0, cols[inside], tuple(scores.shape))
-            take = min(k, piece.num_blocks - piece.nnz)
-            _, grown = ops.prune_grow(scores.new_zeros(piece.nnz), scores, piece, 0, take)
-            grown = grown.to(scores.device)
+            active = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
+            active[((rows[inside] - r0).long() * n_cols + cols[inside].long()).to(scores.device)] = True
+            take = min(k, scores.numel() - int(torch.count_nonzero(inside)))
+            grown = ops.select_k(scores.flatten(), take, largest=True, skip=active).to(scores.device)
             found = scores.flatten()[grown]
             grown = grown + r0 * n_cols
             if best is not None:  # the earlier pieces' blocks have lower indices: ties keep them first
@@ -190,7 +190,7 @@ def select_global(scores: list[torch.Tensor], areas: list[int], keep_weights: in
     """Slots to drop per layer so that the blocks kept, ranked by score per weight across
     layers (ties: earlier layer, lower slot), hold ``keep_weights`` weights; each layer keeps
     at least its best block. Equal block areas select exactly ``round(keep_weights/area)``
-    blocks with the radix selection of ``ops.prune_grow``; mixed areas fill greedily."""
+    blocks with the radix selection of ``ops.select_k``; mixed areas fill greedily."""
     per_weight = [s.detach().double().cpu() / a for s, a in zip(scores, areas)]
     sizes = [s.numel() for s in per_weight]
     flat = torch.cat(per_weight)
@@ -202,7 +202,7 @@ def select_global(scores: list[torch.Tensor], areas: list[int], keep_weights: in
         offset += n
     if len(set(areas)) == 1:
         keep = min(len(flat), max(sum(1 for n in sizes if n), round(keep_weights / areas[0])))
-        drop = ops.prune_grow(flat, None, None, len(flat) - keep)[0]
+        drop = ops.select_k(flat, len(flat) - keep)
         dropped = torch.zeros(len(flat), dtype=torch.bool)
         dropped[drop] = True
     else:
@@ -212,12 +212,3 @@ def select_global(scores: list[torch.Tensor], areas: list[int], keep_weights: in
         dropped = torch.ones(len(flat), dtype=torch.bool)
         dropped[order[kept]] = False
     return [d.nonzero().squeeze(1) for d in dropped.split(sizes)]
-
-
-class _Piece:
-    """The part of a layout that lies in a band of block-rows, as ``ops.prune_grow`` reads one."""
-
-    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, grid: tuple[int, int]):
-        self.rows, self.cols, self.grid = rows.to(torch.int32), cols.to(torch.int32), grid
-        self.nnz = int(rows.numel())
-        self.num_blocks = grid[0] * grid[1]

@@ -1,9 +1,31 @@
-"""Loads the compiled operators (``suptickets._C``), which define ``torch.ops.suptickets.*``."""
+"""Loads the compiled operators (``suptickets._C``, beside this package), which define
+``torch.ops.suptickets.*``, from their file: the package root (``methods``, ``train``) is not
+imported for it, so ``ops`` stands on its own."""
+import importlib.machinery
+import importlib.util
+import os
+import sys
 import warnings
 
-try:
-    from suptickets import _C  # type: ignore[attr-defined]  # noqa: F401  (registers the operators on import)
 
+def _load_c():
+    name = "suptickets._C"
+    if name in sys.modules:
+        return sys.modules[name]
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, "_C" + suffix)
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)  # registers the operators
+            sys.modules[name] = module
+            return module
+    raise ImportError(f"no compiled suptickets._C in {folder}")
+
+
+try:
+    _C = _load_c()
     available = True
     load_error = None
 except ImportError as exc:  # a source checkout that was never built

@@ -72,6 +72,7 @@ TABLE: dict[str, Entry] = {
     "linear_grad_scores": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
     "conv2d_grad_scores": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
     "prune_grow": Entry({"cpu": Takes()}),
+    "select_k": Entry({"cpu": Takes()}),
     "superpose": Entry({"cpu": Takes(), "triton": _ANY_BLOCK_TRITON}),
     # layout index arithmetic (integers; any dtype for the gathered rows)
     "layout_index": Entry({"cpu": Takes(dtypes=None)}, exact=True),
@@ -110,12 +111,14 @@ def eligible(op: str, backend: str, *tensors: torch.Tensor, block_size=None, for
         if not _extension.available:
             return f"the C++ extension is not built ({_extension.load_error})"
     elif backend == "triton":
-        if not _triton.available:
-            return f"Triton kernels are unavailable ({_triton.load_error})"
-        if "cpu" in devices and not (forced and _triton.interpreting()):
-            return "CPU tensors run the Triton kernels only under TRITON_INTERPRET=1 and SUPTICKETS_BACKEND=triton"
         if devices - {"cpu", "cuda"}:
             return f"tensors are on {', '.join(sorted(devices - {'cpu', 'cuda'}))}"
+        if "cpu" in devices and not forced:  # decided without loading Triton
+            return "CPU tensors run the Triton kernels only under TRITON_INTERPRET=1 and SUPTICKETS_BACKEND=triton"
+        if not _triton.available:
+            return f"Triton kernels are unavailable ({_triton.load_error})"
+        if "cpu" in devices and not _triton.interpreting():
+            return "CPU tensors run the Triton kernels only under TRITON_INTERPRET=1 and SUPTICKETS_BACKEND=triton"
     if takes.dtypes is not None:
         bad = next((t.dtype for t in tensors if t.dtype not in takes.dtypes), None)
         if bad is not None:

@@ -89,7 +89,7 @@ def _nhwc(t: torch.Tensor) -> torch.Tensor:
 
 _RUN_BLOCK = {
     "cpu": lambda values, kind: torch.ops.suptickets.block_scores.default(values, kind),
-    "triton": lambda values, kind: _triton.kernels.block_scores.block_scores(values.contiguous(), kind).to(
+    "triton": lambda values, kind: torch.ops.suptickets.triton_block_scores(values.contiguous(), kind).to(
         values.dtype),
     "reference": reference.block_scores,
 }
@@ -98,14 +98,14 @@ _RUN_LINEAR = {
     "cpu": lambda x, dy, block, kind: torch.ops.suptickets.grad_scores.default(
         x.reshape(-1, 1, 1, x.shape[-1]), dy.reshape(-1, 1, 1, dy.shape[-1]), block, (1, 1), (1, 1), (0, 0), (1, 1),
         kind),
-    "triton": lambda x, dy, block, kind: _triton.kernels.block_scores.linear_grad_scores(
+    "triton": lambda x, dy, block, kind: torch.ops.suptickets.triton_linear_grad_scores(
         x.contiguous(), dy.contiguous(), block, kind, _triton.fp32_precision()).to(x.dtype),
     "reference": reference.linear_grad_scores,
 }
 _RUN_CONV = {
     "cpu": lambda x, dy, block, geometry, kind: torch.ops.suptickets.grad_scores.default(
         _nhwc(x), _nhwc(dy), block, *geometry, kind),
-    "triton": lambda x, dy, block, geometry, kind: _triton.kernels.block_scores.conv2d_grad_scores(
+    "triton": lambda x, dy, block, geometry, kind: torch.ops.suptickets.triton_conv2d_grad_scores(
         _nhwc(x).contiguous(), _nhwc(dy).contiguous(), block, *geometry, kind, _triton.fp32_precision()).to(x.dtype),
     "reference": lambda x, dy, block, geometry, kind: reference.conv2d_grad_scores(
         x, dy, block, kernel_size=geometry[0], stride=geometry[1], padding=geometry[2], dilation=geometry[3],
@@ -124,3 +124,35 @@ if _extension.available:
         torch._check(x.dim() == 4 and grad_out.dim() == 4, lambda: "x and grad_out must be 4-D (NHWC)")
         br, bc = block_size
         return x.new_empty((grad_out.shape[3] // br, kernel_size[0] * kernel_size[1] * (x.shape[3] // bc)))
+
+
+@_triton.on_load
+def _register_triton(kernels) -> None:
+    k = kernels.block_scores
+
+    @_triton.define("suptickets::triton_block_scores")
+    def _block(values: torch.Tensor, kind: str) -> torch.Tensor:
+        return k.block_scores(values, kind)
+
+    @_triton.define("suptickets::triton_linear_grad_scores")
+    def _linear(x: torch.Tensor, grad_out: torch.Tensor, block_size: list[int], kind: str,
+                precision: str) -> torch.Tensor:
+        return k.linear_grad_scores(x, grad_out, block_size, kind, precision)
+
+    @_triton.define("suptickets::triton_conv2d_grad_scores")
+    def _conv(x: torch.Tensor, grad_out: torch.Tensor, block_size: list[int], kernel_size: list[int],
+              stride: list[int], padding: list[int], dilation: list[int], kind: str, precision: str) -> torch.Tensor:
+        return k.conv2d_grad_scores(x, grad_out, block_size, kernel_size, stride, padding, dilation, kind, precision)
+
+    @torch.library.register_fake("suptickets::triton_block_scores")
+    def _block_fake(values, kind):
+        return values.new_empty((values.shape[0],), dtype=torch.float32)
+
+    @torch.library.register_fake("suptickets::triton_linear_grad_scores")
+    def _linear_fake(x, grad_out, block_size, kind, precision):
+        return x.new_empty((grad_out.shape[1] // block_size[0], x.shape[1] // block_size[1]), dtype=torch.float32)
+
+    @torch.library.register_fake("suptickets::triton_conv2d_grad_scores")
+    def _conv_fake(x, grad_out, block_size, kernel_size, stride, padding, dilation, kind, precision):
+        return x.new_empty((grad_out.shape[3] // block_size[0], kernel_size[0] * kernel_size[1] * x.shape[3]
+                            // block_size[1]), dtype=torch.float32)

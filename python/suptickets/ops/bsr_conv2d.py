@@ -88,8 +88,9 @@ if _extension.available:
     product.register("suptickets::bsr_conv2d", torch.ops.suptickets.bsr_conv2d_backward, _fake, _backward_fake,
                      n_geometry=4)
 
-if _triton.available:
-    _K = _triton.kernels.bsr_conv2d
+@_triton.on_load
+def _register_triton(kernels) -> None:
+    _K = kernels.bsr_conv2d
 
     def _nhwc(t: torch.Tensor) -> torch.Tensor:
         return t.permute(0, 2, 3, 1).contiguous()

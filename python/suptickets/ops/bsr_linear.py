@@ -62,8 +62,9 @@ if _extension.available:
     product.register("suptickets::bsr_linear", torch.ops.suptickets.bsr_linear_backward, _fake, _backward_fake,
                      n_geometry=0)
 
-if _triton.available:
-    _K = _triton.kernels.bsr_linear
+@_triton.on_load
+def _register_triton(kernels) -> None:
+    _K = kernels.bsr_linear
 
     @_triton.define("suptickets::triton_bsr_linear")
     def _triton_forward(x: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,

@@ -7,24 +7,27 @@ import operator
 Pair = tuple[int, int]
 
 
-def _integer(value):
+def _integer(value) -> int:
     if isinstance(value, bool):
         raise TypeError
-    return operator.index(value)
+    return operator.index(value)  # ints (and NumPy ints); floats are refused, never truncated
 
 
-def pair(value, name: str, op: str = "suptickets") -> Pair:
-    """``(v, v)`` for an integer, the two integers of a pair; ``ValueError`` naming ``name``
-    otherwise (floats and booleans are refused, never truncated)."""
+def pair(value, name: str, op: str | None = None, minimum: int | None = None) -> Pair:
+    """``(v, v)`` for an integer, the two integers of a pair: the one parser of every geometry
+    argument (kernel size, stride, padding, dilation, block size, shape). ``TypeError`` naming
+    ``name`` (and ``op``) for anything but integers (floats and booleans are refused, never
+    truncated), ``ValueError`` for a length other than two or, with ``minimum``, a value below it."""
+    where = f"{op}: " if op else ""
     try:
-        if not hasattr(value, "__len__"):
-            v = _integer(value)
-            return (v, v)
-        items = tuple(_integer(i) for i in value)
+        items = (_integer(value),) * 2 if not hasattr(value, "__iter__") else tuple(_integer(v) for v in value)
     except TypeError:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+        raise TypeError(f"{where}{name} must be an int or a pair of ints, got {value!r}") from None
     if len(items) != 2:
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+        raise ValueError(f"{where}{name} must be an int or a pair of ints, got {value!r}")
+    if minimum is not None and min(items) < minimum:
+        bound = {0: "non-negative", 1: "positive"}.get(minimum, f">= {minimum}")
+        raise ValueError(f"{where}{name} must be a pair of {bound} ints, got {value!r}")
     return (items[0], items[1])
 
 
@@ -41,12 +44,8 @@ def conv_output_shape(hw, kernel_size, stride, padding, dilation) -> Pair:
 
 def conv_geometry(kernel_size, stride, padding, dilation, op: str) -> tuple[Pair, Pair, Pair, Pair]:
     """The four geometry arguments as pairs: kernel, stride and dilation >= 1, padding >= 0."""
-    kernel, stride, padding, dilation = (pair(v, n, op) for v, n in ((kernel_size, "kernel_size"), (stride, "stride"),
-                                                                      (padding, "padding"), (dilation, "dilation")))
-    if min(kernel + stride + dilation) < 1 or min(padding) < 0:
-        raise ValueError(f"{op}: kernel_size, stride and dilation must be >= 1 and padding >= 0, got kernel_size "
-                         f"{kernel}, stride {stride}, padding {padding}, dilation {dilation}")
-    return kernel, stride, padding, dilation
+    return (pair(kernel_size, "kernel_size", op, 1), pair(stride, "stride", op, 1), pair(padding, "padding", op, 0),
+            pair(dilation, "dilation", op, 1))
 
 
 def check_kernel_fits(hw, kernel, padding, dilation, op: str) -> None:

@@ -13,14 +13,6 @@ import torch
 from . import _extension, backend, reference
 
 
-class _Ungridded:
-    """Stands in for a layout when only the weakest scores are selected (global pruning)."""
-
-    def __init__(self, scores):
-        self.nnz = self.num_blocks = scores.numel()
-        self.rows = self.cols = torch.zeros(0, dtype=torch.int32)
-
-
 def prune_grow(drop_scores: torch.Tensor, grow_scores: torch.Tensor | None, layout, k_drop: int,
                k_grow: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Selects the slots to drop and the blocks to grow.
@@ -29,21 +21,16 @@ def prune_grow(drop_scores: torch.Tensor, grow_scores: torch.Tensor | None, layo
         drop_scores: ``[layout.nnz]`` score of each active slot (lowest are dropped).
         grow_scores: ``[R/br, C/bc]`` score of every block of the grid (highest are grown);
             ``None`` when ``k_grow`` is 0.
-        layout: the current ``BlockLayout``; ``None`` to select only the ``k_drop`` lowest of
-            any 1-D ``drop_scores`` (``k_grow`` must be 0).
+        layout: the current ``BlockLayout`` (``select_k`` selects without one).
         k_drop: how many slots to drop, in ``[0, nnz]``.
-        k_grow: how many blocks to grow (default ``k_drop``; 0 without a layout).
+        k_grow: how many blocks to grow (default ``k_drop``).
 
     Returns:
         ``(drop_slots, grow_blocks)``: int64 ascending; ``grow_blocks`` are flat block ids
         ``r * (C/bc) + c``. NaN or inf in a score raises ``ValueError``.
     """
     if k_grow is None:
-        k_grow = 0 if layout is None else k_drop
-    if layout is None:  # a plain selection of the k_drop lowest scores
-        if k_grow:
-            raise ValueError("prune_grow: growing blocks needs the layout")
-        layout = _Ungridded(drop_scores)
+        k_grow = k_drop
     nnz = layout.nnz
     if drop_scores.dim() != 1 or drop_scores.numel() != nnz:
         raise ValueError(f"prune_grow: drop_scores must be [nnz={nnz}], got shape {tuple(drop_scores.shape)}")

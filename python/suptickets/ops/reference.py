@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 import torch.nn.grad
 
+from . import block_union
 from .merge_rule import merge_weights
 
 
@@ -75,12 +76,24 @@ def _check_finite(scores: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} contain NaN or inf")
 
 
+def select_k(scores, k: int, largest: bool = False, skip=None):
+    """Indices (int64, ascending) of the ``k`` lowest ``scores[n]`` (``largest``: highest) among
+    the entries whose ``skip`` is False; ties go to the lower index."""
+    _check_finite(scores, "scores")
+    candidates = torch.arange(scores.numel(), device=scores.device)
+    if skip is not None:
+        candidates = candidates[~skip.to(scores.device)]
+    if k > candidates.numel():
+        raise ValueError(f"cannot select {k} of {candidates.numel()} candidate scores")
+    order = torch.sort(scores[candidates], descending=largest, stable=True).indices
+    return candidates[order[:k]].sort().values
+
+
 def prune_grow(drop_scores, grow_scores, rows, cols, k_drop: int, k_grow: int):
     """``(drop, grow)``: the ``k_drop`` slots of lowest ``drop_scores[nnz]`` and the ``k_grow`` blocks
     (flat ids ``r * gc + c`` of the grid ``grow_scores[gr, gc]``) of highest score among those not
     active once ``drop`` is out; ties go to the lower index. Both int64, ascending."""
-    _check_finite(drop_scores, "drop scores")
-    drop = torch.sort(drop_scores, stable=True).indices[:k_drop].sort().values
+    drop = select_k(drop_scores, k_drop)
     if k_grow == 0:
         return drop, torch.zeros(0, dtype=torch.long, device=drop_scores.device)
     _check_finite(grow_scores, "grow scores")
@@ -89,11 +102,7 @@ def prune_grow(drop_scores, grow_scores, rows, cols, k_drop: int, k_grow: int):
     ids = rows.long() * gc + cols.long()
     active[ids] = True
     active[ids[drop]] = False
-    candidates = (~active).nonzero().squeeze(1)
-    if k_grow > candidates.numel():
-        raise ValueError(f"cannot select {k_grow} of {candidates.numel()} candidate grow scores")
-    order = torch.sort(grow_scores.flatten()[candidates], descending=True, stable=True).indices
-    return drop, candidates[order[:k_grow]].sort().values
+    return drop, select_k(grow_scores.flatten(), k_grow, largest=True, skip=active)
 
 
 # ---- layout index arithmetic -----------------------------------------------------------
@@ -158,13 +167,7 @@ def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, co
     CAA: ``(n * acc + ticket) / (n + 1)`` where the ticket has the block (``n`` its count),
     the accumulator's block unchanged elsewhere. ``counts`` add one where the ticket has the
     block; ``scores`` are the merged blocks' norms."""
-    na = acc_values.shape[0]
-    key = lambda r, c: r.long() * 2**31 + c.long()  # noqa: E731  row-major order of (row, col)
-    acc_keys, keys = key(acc_rows, acc_cols), key(rows, cols)
-    if (acc_keys[1:] <= acc_keys[:-1]).any() or (keys[1:] <= keys[:-1]).any():
-        raise ValueError("the blocks of the accumulator and of the ticket must be in row-major order without repeats")
-    keys, inverse = torch.unique(torch.cat([acc_keys, keys]), return_inverse=True)
-    ia, it = inverse[:na], inverse[na:]
+    keys, ia, it = block_union.union(acc_rows, acc_cols, rows, cols)
     n = keys.numel()
     acc = acc_values.new_zeros((n, *acc_values.shape[1:]))
     tic = torch.zeros_like(acc)
@@ -180,8 +183,7 @@ def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, co
         n_ = counts.to(acc.dtype).view(-1, 1, 1)
         out = torch.where(in_ticket.view(-1, 1, 1), (n_ * acc + tic) * (1 / (n_ + 1)), acc)
     counts = counts + in_ticket.int()
-    return (out, (keys // 2**31).to(torch.int32), (keys % 2**31).to(torch.int32), counts,
-            block_scores(out, kind))
+    return (out, *block_union.rows_cols(keys), counts, block_scores(out, kind))
 
 
 def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t: int, mode: str, beta: float,
@@ -190,6 +192,6 @@ def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t
     earlier block) are written into ``acc_values`` in place. Returns their ``(rows, cols, counts)``."""
     out, urows, ucols, ucounts, scores = superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows,
                                                          cols, t, mode, beta, kind)
-    kept = torch.sort(scores, descending=True, stable=True).indices[:acc_values.shape[0]].sort().values
+    kept = block_union.strongest(scores, acc_values.shape[0])
     acc_values.copy_(out[kept])
     return urows[kept], ucols[kept], ucounts[kept]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _triton, backend, reference
+from . import _extension, _triton, backend, block_union, reference
 from .merge_rule import MODES, merge_weights
 
 
@@ -51,23 +51,14 @@ def _choose(acc_values, values) -> str:
 
 
 def _triton_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind):
-    """The union (index work in torch: sort, searchsorted) and the merge arithmetic in Triton;
-    scores in float32."""
-    key = lambda r, c: r.long() * 2**31 + c.long()  # noqa: E731  row-major order of (row, col)
-    acc_keys, keys = key(acc_rows, acc_cols), key(rows, cols)
-    if bool((acc_keys[1:] <= acc_keys[:-1]).any()) or bool((keys[1:] <= keys[:-1]).any()):
-        raise ValueError("the blocks of the accumulator and of the ticket must be in row-major order without repeats")
-    union = torch.unique(torch.cat([acc_keys, keys]))
-    sources = []
-    for part in (acc_keys, keys):
-        src = torch.full((union.numel(),), -1, dtype=torch.long, device=union.device)
-        src[torch.searchsorted(union, part)] = torch.arange(part.numel(), device=union.device)
-        sources.append(src)
+    """The union's index work in torch (``block_union``), the merge arithmetic in the Triton
+    operator; scores in float32."""
+    keys, at_acc, at_ticket = block_union.union(acc_rows, acc_cols, rows, cols)
     a, b = merge_weights(mode, t, beta) if mode != "caa" else (0.0, 0.0)  # CAA weighs by the counts
-    out, counts, scores = _triton.kernels.superpose.merge(acc_values.contiguous(), acc_counts.contiguous(),
-                                                          sources[0], values.contiguous(), sources[1], mode, a, b,
-                                                          kind)
-    return out, (union // 2**31).to(torch.int32), (union % 2**31).to(torch.int32), counts, scores
+    out, counts, scores = torch.ops.suptickets.triton_superpose_merge(
+        acc_values.contiguous(), acc_counts.contiguous(), block_union.sources(at_acc, keys.numel()),
+        values.contiguous(), block_union.sources(at_ticket, keys.numel()), mode, a, b, kind)
+    return out, *block_union.rows_cols(keys), counts, scores
 
 
 def _cpu_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind):
@@ -87,7 +78,7 @@ def _cpu_superpose(acc_values, acc_rows, acc_cols, acc_counts, values, rows, col
 
 def _triton_superpose(acc_values, *args):
     out, urows, ucols, ucounts, scores = _triton_union(acc_values, *args)
-    kept = torch.sort(scores, descending=True, stable=True).indices[:acc_values.shape[0]].sort().values
+    kept = block_union.strongest(scores, acc_values.shape[0])
     acc_values.copy_(out[kept])
     return urows[kept], ucols[kept], ucounts[kept]
 
@@ -132,3 +123,18 @@ if _extension.available:
     def _superpose_fake(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, rule, beta, kind):
         n = acc_values.shape[0]
         return acc_rows.new_empty((n,)), acc_cols.new_empty((n,)), acc_counts.new_empty((n,))
+
+
+@_triton.on_load
+def _register_triton(kernels) -> None:
+    @_triton.define("suptickets::triton_superpose_merge")
+    def _merge(acc_values: torch.Tensor, acc_counts: torch.Tensor, src_acc: torch.Tensor, values: torch.Tensor,
+               src_ticket: torch.Tensor, rule: str, a: float, b: float,
+               kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return kernels.superpose.merge(acc_values, acc_counts, src_acc, values, src_ticket, rule, a, b, kind)
+
+    @torch.library.register_fake("suptickets::triton_superpose_merge")
+    def _merge_fake(acc_values, acc_counts, src_acc, values, src_ticket, rule, a, b, kind):
+        n = src_acc.shape[0]
+        return (acc_values.new_empty((n, *acc_values.shape[1:])), acc_counts.new_empty((n,)),
+                acc_values.new_empty((n,), dtype=torch.float32))

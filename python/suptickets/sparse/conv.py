@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.modules.utils import _pair
 
 from .. import ops
+from ..ops.geometry import pair
 from .linear import check_block_fits
 from .module import BlockSparseWeight, check_density
 
@@ -29,10 +29,7 @@ def _padding(padding, kernel_size, stride, dilation):
                 raise ValueError("padding='same' with an even effective kernel is not supported; give explicit padding")
             return tuple(t // 2 for t in total)
         raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-    padding = _pair(padding)
-    if min(padding) < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}")
-    return tuple(int(p) for p in padding)
+    return pair(padding, "padding", minimum=0)
 
 
 def conv_weight2d(weight4d: torch.Tensor) -> torch.Tensor:
@@ -66,11 +63,9 @@ class SparseConv2d(BlockSparseWeight):
 
     def _set_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = tuple(int(k) for k in _pair(kernel_size))
-        self.stride = tuple(int(s) for s in _pair(stride))
-        self.dilation = tuple(int(d) for d in _pair(dilation))
-        if min(self.kernel_size + self.stride + self.dilation) < 1:
-            raise ValueError("kernel_size, stride and dilation must be >= 1")
+        self.kernel_size = pair(kernel_size, "kernel_size", minimum=1)
+        self.stride = pair(stride, "stride", minimum=1)
+        self.dilation = pair(dilation, "dilation", minimum=1)
         self.padding = _padding(padding, self.kernel_size, self.stride, self.dilation)
         self.groups = 1
         self.padding_mode = "zeros"

@@ -13,29 +13,15 @@ All index tensors are int32. A layout is immutable: a topology change builds a n
 """
 from __future__ import annotations
 
-import operator
-
 import torch
 
 from .. import ops
-
-
-def _integer(value) -> int:
-    if isinstance(value, bool):
-        raise TypeError
-    return operator.index(value)  # ints (and NumPy ints); floats are refused, never truncated
+from ..ops.geometry import pair
 
 
 def _as_pair(value, name: str) -> tuple[int, int]:
-    """``(v, v)`` for an integer, the two integers of a pair: ``TypeError`` for anything else
-    (floats, booleans, strings), ``ValueError`` unless both are positive."""
-    try:
-        pair = (_integer(value),) * 2 if not hasattr(value, "__iter__") else tuple(_integer(v) for v in value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{name} must be a pair of positive ints, got {value!r}")
-    return pair
+    """A pair of positive integers (``ops.geometry.pair``)."""
+    return pair(value, name, minimum=1)
 
 
 def sample_distinct(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:

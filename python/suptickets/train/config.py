@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import operator
 import os
 import re
 from dataclasses import dataclass
 
 from .. import methods as _methods
+from ..ops.geometry import pair
 from .data import DATASETS
 from .models import MODELS
 
@@ -134,24 +134,18 @@ FIELDS = {f.name for f in dataclasses.fields(Config)}
 
 
 def parse_block_size(value) -> tuple:
-    """``32``, ``"32"``, ``"16x32"``, ``[16, 32]`` -> ``(br, bc)``."""
+    """``32``, ``"32"``, ``"16x32"``, ``[16, 32]`` -> ``(br, bc)`` (``ops.geometry.pair`` once the
+    text is split)."""
     if isinstance(value, str):
         parts = value.lower().replace(",", "x").split("x")
-    elif isinstance(value, int):
-        parts = [value, value]
-    else:
-        parts = list(value)
-    if len(parts) == 1:
-        parts = parts * 2
+        try:
+            value = [int(p.strip()) for p in parts] * (2 if len(parts) == 1 else 1)
+        except ValueError:
+            raise ConfigError(f"--block-size must be N or RxC with positive integers, got {value!r}") from None
     try:
-        br, bc = (int(p.strip()) if isinstance(p, str) else operator.index(p) for p in parts)
-        if any(isinstance(p, bool) for p in parts):
-            raise TypeError
+        return pair(value, "--block-size", minimum=1)
     except (TypeError, ValueError):
         raise ConfigError(f"--block-size must be N or RxC with positive integers, got {value!r}") from None
-    if br < 1 or bc < 1 or len(parts) != 2:
-        raise ConfigError(f"--block-size must be N or RxC with positive integers, got {value!r}")
-    return (br, bc)
 
 
 def read_config_file(path: str) -> dict:
