@@ -2,7 +2,7 @@ import os
 import sys
 
 # Without a GPU the Triton kernels run in Triton's interpreter; it must be chosen before any
-# kernel module is imported (tests/test_triton_*.py compare them with the reference).
+# kernel module is imported (tests/test_*_triton.py compare them with the reference).
 if not os.path.exists("/dev/nvidia0"):
     os.environ.setdefault("TRITON_INTERPRET", "1")
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import suptickets as st
 from suptickets.ops import reference
 
-from helpers import tolerances
+from helpers import REDUCED, tolerances
 
 DTYPES = [torch.float32, torch.float64]
 KINDS = ["l1", "l2"]
@@ -68,7 +68,7 @@ def test_linear_grad_scores_equal_block_norms_of_dense_gradient(block, dtype, ki
     dense = g.reshape(-1, R).T @ x.reshape(-1, C)
     got = st.ops.linear_grad_scores(x, g, block, kind)
     assert got.shape == (R // br, C // bc)
-    tol = {"rtol": 1e-4, "atol": 1e-3} if dtype == torch.float32 else tolerances(dtype)
+    tol = REDUCED if dtype == torch.float32 else tolerances(dtype)
     torch.testing.assert_close(got, block_norms_by_loop(dense, block, kind), **tol)
     torch.testing.assert_close(got, reference.linear_grad_scores(x, g, block, kind), **tol)
 
@@ -78,7 +78,7 @@ def test_linear_grad_scores_many_slabs():
     R, C = 512, 4096
     x, g = torch.randn(16, C), torch.randn(16, R)
     got = st.ops.linear_grad_scores(x, g, (32, 32), "l2")
-    torch.testing.assert_close(got, reference.block_norms(g.T @ x, (32, 32), "l2"), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(got, reference.block_norms(g.T @ x, (32, 32), "l2"), **REDUCED)
 
 
 CONVS = [  # (in, out, H, W, kernel, stride, padding, dilation)
@@ -105,7 +105,7 @@ def test_conv2d_grad_scores_equal_block_norms_of_dense_gradient(conv, dtype, kin
     for block in [(4, 4), (8, 8), (1, 1)]:
         got = st.ops.conv2d_grad_scores(x.detach(), g, block, kernel_size=k, stride=s, padding=p, dilation=d,
                                         kind=kind)
-        tol = {"rtol": 1e-4, "atol": 1e-3} if dtype == torch.float32 else tolerances(dtype)
+        tol = REDUCED if dtype == torch.float32 else tolerances(dtype)
         torch.testing.assert_close(got, block_norms_by_loop(dense, block, kind), **tol)
 
 
@@ -114,7 +114,7 @@ def test_conv2d_grad_scores_channels_last_and_non_contiguous():
     g = torch.randn(2, 24, 8, 16)[..., ::2]  # non-contiguous
     expected = reference.conv2d_grad_scores(x, g, (8, 8), kernel_size=3, padding=1)
     got = st.ops.conv2d_grad_scores(x, g, (8, 8), kernel_size=3, padding=1)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(got, expected, **REDUCED)
 
 
 def test_reference_grad_score_is_block_norm_of_autograd_weight_grad():

@@ -9,23 +9,10 @@ import torch.nn.functional as F
 import suptickets as st
 from suptickets.ops import reference
 
-from helpers import TOPOLOGIES, dense_from_element_mask, kernel_cases, make_layout, tolerances
+from helpers import GEOMETRIES, TOPOLOGIES, dense_from_element_mask, kernel_cases, make_layout, tolerances
 
 BLOCKS = [(1, 1), (4, 4), (16, 16), (32, 32), (16, 32)]
 # (batch, in, out, H, W, kernel, stride, padding, dilation)
-GEOMETRIES = {
-    "3x3-pad1": (2, 32, 32, 9, 7, (3, 3), (1, 1), (1, 1), (1, 1)),
-    "3x3-stride2": (3, 32, 32, 8, 9, (3, 3), (2, 2), (1, 1), (1, 1)),
-    "1x1": (2, 32, 64, 5, 6, (1, 1), (1, 1), (0, 0), (1, 1)),
-    "1x1-stride2": (2, 32, 32, 7, 7, (1, 1), (2, 2), (0, 0), (1, 1)),
-    "3x3-dilation2-nopad": (1, 32, 32, 11, 10, (3, 3), (1, 1), (0, 0), (2, 2)),
-    "5x3-pad21-stride12": (2, 32, 32, 9, 11, (5, 3), (1, 2), (2, 1), (1, 1)),
-    "batch1-odd": (1, 32, 32, 5, 3, (3, 3), (1, 1), (1, 1), (1, 1)),
-    "3x3-pad3": (2, 32, 32, 5, 6, (3, 3), (1, 1), (3, 3), (1, 1)),  # padding beyond the kernel's reach
-
-}
-
-
 def _ids(v):
     if isinstance(v, tuple):
         return f"{v[0]}x{v[1]}"

@@ -16,6 +16,8 @@ from torch import nn
 import suptickets as st
 from suptickets.train import distributed
 
+from helpers import TRAINED
+
 GLOBAL_BATCH, STEPS = 24, 30
 
 
@@ -84,7 +86,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         if key.endswith(("layout_rows", "layout_cols")):
             assert torch.equal(ranks[0]["state"][key], value), key
         else:
-            torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(ranks[0]["state"][key], value, **TRAINED)
 
 
 @pytest.mark.slow
@@ -106,7 +108,7 @@ def test_torchrun_cli_matches_one_process(tmp_path):
         if key.endswith(("layout_rows", "layout_cols")):
             assert torch.equal(a[key], b[key]), key
         else:
-            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(a[key], b[key], **TRAINED)
     one_metrics = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     two_metrics = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     for m1, m2 in zip(one_metrics, two_metrics):

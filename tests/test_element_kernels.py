@@ -3,12 +3,11 @@ ops/reference.py: odd shapes, empty rows and columns, one nonzero, full and mini
 conv geometry, non-contiguous and channels_last inputs, float64 gradcheck, opcheck, thread count."""
 import pytest
 import torch
-from test_bsr_conv2d import GEOMETRIES
 
 import suptickets as st
 from suptickets.ops import reference
 
-from helpers import tolerances
+from helpers import GEOMETRIES, tolerances
 
 # blocks the element kernels run (a side < 8), with more rows or columns than one call computes
 BLOCKS = [(1, 1), (2, 2), (1, 8), (4, 4), (8, 1), (2, 3), (16, 2), (2, 16)]

@@ -11,19 +11,9 @@ from suptickets.methods import Topology
 from suptickets.methods.schedule import cosine_decay, cubic_density
 from suptickets.ops import reference
 
+from helpers import batch, layers, small_model
+
 BLOCK = (8, 8)
-
-
-def small_model():
-    return nn.Sequential(
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16),
-    )
-
-
-def batch(step, n=16):
-    g = torch.Generator().manual_seed(1000 + step)
-    return torch.randn(n, 8, 6, 6, generator=g), torch.randint(0, 16, (n,), generator=g)
 
 
 def setup_run(method, density=0.3, total=40, opt="sgd", seed=0):
@@ -43,10 +33,6 @@ def train_step(model, optimizer, sparse, step):
     loss.backward()
     sparse.step()
     return loss
-
-
-def layers(model):
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, st.SparseLinear | st.SparseConv2d)]
 
 
 # ---- schedules -----------------------------------------------------------------------

@@ -9,6 +9,8 @@ from torch import nn
 import suptickets as st
 from suptickets.sparse.conv import conv_weight2d
 
+from helpers import TRAINED, tolerances
+
 
 @pytest.mark.parametrize("density", [1e-6, 0.05, 0.1, 0.2, 0.5, 1.0])
 def test_initial_topology_has_round_density_times_blocks(density):
@@ -45,7 +47,7 @@ def test_linear_from_dense_keeps_the_largest_blocks_and_to_dense_is_exact():
     expected = dense.weight.detach() * sparse.layout.element_mask()
     assert torch.equal(back.weight, expected) and torch.equal(back.bias, dense.bias)
     x = torch.randn(5, 64)
-    torch.testing.assert_close(sparse(x), back(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sparse(x), back(x), **tolerances(torch.float32))
 
 
 def test_conv_from_dense_with_mask_and_to_dense_is_exact():
@@ -59,7 +61,7 @@ def test_conv_from_dense_with_mask_and_to_dense_is_exact():
     elem = sparse.layout.element_mask()
     assert torch.equal(conv_weight2d(back.weight.detach()), conv_weight2d(dense.weight.detach()) * elem)
     x = torch.randn(2, 32, 9, 9)
-    torch.testing.assert_close(sparse(x), back(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sparse(x), back(x), **TRAINED)
     # the 2-D view of DESIGN.md: block (r, c) is tap c // (in/bc), channels of c % (in/bc)
     w = back.weight.detach()
     r, c = int(sparse.layout.rows[0]), int(sparse.layout.cols[0])

@@ -8,6 +8,8 @@ from torch import nn
 import suptickets as st
 from suptickets.sparse.distribution import LayerShape, layer_densities
 
+from helpers import TRAINED
+
 
 def small_cnn():
     return nn.Sequential(
@@ -98,7 +100,7 @@ def test_sparsify_then_densify_gives_the_same_function():
     assert isinstance(model[0], st.SparseConv2d) and model[0].block_size == (1, 1)
     dense = st.densify(model)
     assert all(type(m) in (nn.Conv2d, nn.Linear) for m in dense.modules() if hasattr(m, "weight"))
-    torch.testing.assert_close(dense(x), y, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dense(x), y, **TRAINED)
 
 
 def test_sparsify_exclude_dense_first_and_top_level_layer():

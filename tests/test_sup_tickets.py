@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from test_methods import batch, layers
-from test_training import run as run_steps
 
 import suptickets as st
 from suptickets.methods import cyclic_lr
+
+from helpers import STATISTICS, batch, layers, run_steps
 
 BLOCK = (8, 8)
 
@@ -215,7 +215,7 @@ def test_superposer_equals_a_dense_algorithm_1(mode, reprune):
     want = dense_superpose(tickets, mode, reprune)
     got = dict(layers(result))
     for name, W in want.items():
-        torch.testing.assert_close(got[name].weight2d().double(), W, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got[name].weight2d().double(), W, **STATISTICS)
     nnz = {n: m.nnz for n, m in layers(tickets[-1])}
     if reprune == "layer":  # exact target sparsity, layer by layer
         assert {n: m.nnz for n, m in got.items()} == nnz
@@ -258,10 +258,10 @@ def test_batchnorm_recompute_runs_one_pass():
     model(x)
     hook.remove()
     inputs = seen[0]
-    torch.testing.assert_close(model[1].running_mean, inputs.mean((0, 2, 3)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model[1].running_mean, inputs.mean((0, 2, 3)), **STATISTICS)
     halves = inputs.split(16)  # cumulative average of the two batches' unbiased variances
     var = torch.stack([h.var((0, 2, 3), unbiased=True) for h in halves]).mean(0)
-    torch.testing.assert_close(model[1].running_var, var, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model[1].running_var, var, **STATISTICS)
     assert not model.training
 
 

@@ -8,23 +8,10 @@ import suptickets as st
 from suptickets import ops
 from suptickets.ops import reference
 
+from helpers import operands
+
 needs_kernels = pytest.mark.skipif(not ops.extension_available, reason="C++ extension not built")
 MODES = ("cia", "caa", "cima")
-
-
-def layout(grid, block, nnz, seed):
-    shape = (grid[0] * block[0], grid[1] * block[1])
-    return st.BlockLayout.random(shape, block, nnz, generator=torch.Generator().manual_seed(seed))
-
-
-def operands(grid, block, n_acc, n_ticket, dtype=torch.float64, seed=0, overlap=None):
-    g = torch.Generator().manual_seed(seed)
-    acc = layout(grid, block, n_acc, seed)
-    ticket = acc if overlap == "same" else layout(grid, block, n_ticket, seed + 1)
-    acc_values = torch.randn(acc.nnz, *block, generator=g, dtype=dtype)
-    values = torch.randn(ticket.nnz, *block, generator=g, dtype=dtype)
-    counts = torch.randint(1, 5, (acc.nnz,), generator=g, dtype=torch.int32)
-    return acc, acc_values, counts, ticket, values
 
 
 def dense(values, lay):

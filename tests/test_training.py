@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from test_methods import batch, layers, small_model
 from torch.profiler import ProfilerActivity, profile
 
 import suptickets as st
+
+from helpers import batch, layers, run_steps, small_model
 
 METHODS = {
     "static": lambda: st.Static(),
@@ -31,15 +32,6 @@ def new_run(name, opt, seed, total=24, block=(8, 8)):
     return model, optimizer, st.SparseTraining(model, optimizer, METHODS[name](), total_steps=total)
 
 
-def run(model, optimizer, sparse, steps):
-    for t in steps:
-        x, y = batch(t)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        sparse.step()
-
-
 RESUME_CASES = [(name, opt, (8, 8)) for name in METHODS for opt in ("sgd", "adamw")] + [
     ("rigl", "sgd", (1, 1)), ("set", "adamw", (1, 1))]  # unstructured: the element kernels
 
@@ -48,10 +40,10 @@ RESUME_CASES = [(name, opt, (8, 8)) for name in METHODS for opt in ("sgd", "adam
 def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(name, opt, block, force_backend):
     force_backend("cpu")
     model_a, opt_a, sparse_a = new_run(name, opt, seed=0, block=block)
-    run(model_a, opt_a, sparse_a, range(1, 25))
+    run_steps(model_a, opt_a, sparse_a, range(1, 25))
 
     model_b, opt_b, sparse_b = new_run(name, opt, seed=0, block=block)
-    run(model_b, opt_b, sparse_b, range(1, 11))
+    run_steps(model_b, opt_b, sparse_b, range(1, 11))
     buffer = io.BytesIO()
     torch.save(sparse_b.state_dict(), buffer)
     del model_b, opt_b, sparse_b
@@ -60,7 +52,7 @@ def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(name, opt, block, fo
     buffer.seek(0)
     sparse_c.load_state_dict(torch.load(buffer, weights_only=False))
     assert sparse_c.step_count == 10
-    run(model_c, opt_c, sparse_c, range(11, 25))
+    run_steps(model_c, opt_c, sparse_c, range(11, 25))
 
     assert [m.layout for _, m in layers(model_a)] == [m.layout for _, m in layers(model_c)]
     state_a, state_c = model_a.state_dict(), model_c.state_dict()
@@ -110,7 +102,7 @@ def test_no_dense_sized_tensor_is_allocated_in_a_step_of_a_large_layer(block, fo
 def test_densities_history_and_log(caplog):
     model, opt, sparse = new_run("rigl", "sgd", seed=0)
     with caplog.at_level(logging.INFO, logger="suptickets"):
-        run(model, opt, sparse, range(1, 4))
+        run_steps(model, opt, sparse, range(1, 4))
     table = sparse.densities()
     assert [r.name for r in table if r.status == "sparse"] == [n for n, _ in layers(model)]
     assert table.density == pytest.approx(

@@ -5,9 +5,10 @@ import torch
 
 from suptickets.ops import _triton
 
+from helpers import TOLERANCES
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-TOL = {torch.float32: {"rtol": 1e-4, "atol": 1e-4}, torch.float16: {"rtol": 2e-2, "atol": 2e-2},
-       torch.bfloat16: {"rtol": 5e-2, "atol": 5e-2}}
+TOL = TOLERANCES
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 needs_triton = pytest.mark.skipif(not _triton.available, reason=f"Triton kernels unavailable: {_triton.load_error}")
 

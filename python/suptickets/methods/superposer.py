@@ -252,10 +252,6 @@ class Superposer:
                 out[key] = self._dense[key] if key in self._dense else self._latest[key]
         return out
 
-    def counts(self) -> dict[str, torch.Tensor]:
-        """Per sparse layer: how many merged tickets had each kept block since it entered."""
-        return {p.rstrip("."): acc.counts for p, acc in self._sparse.items()}
-
     def result(self, into: nn.Module | None = None, loader=None) -> nn.Module:
         """The superposed network as a ready model in eval mode: ``into`` (a model of the
         tickets' architecture, loaded in place) or a copy of the first ticket added as a model.

@@ -17,8 +17,11 @@ and what each backend takes (dtypes, block shapes). An op asks :func:`choose` on
 Ops marked ``exact`` (integer bookkeeping of layouts, with one exact answer) ignore the
 variable: they run the C++ version on CPU tensors and the reference elsewhere.
 
-Adding a backend, or a special path of one, is an entry here plus its kernel file; the kernel
-tests take their cases from :func:`implementations`.
+Adding a backend: its kernels under the op's stem, its entries here (what each op takes) and its
+device and availability rule in :func:`eligible`, and its entry in each op file's dispatch dict
+(a product registers its operator pair with ``product.register``; a Triton op is defined in an
+``_triton.on_load`` hook). A special path of an existing backend is only a change of its
+``Takes``. The kernel tests take their cases from :func:`implementations`.
 """
 from __future__ import annotations
 
@@ -64,7 +67,8 @@ _PRODUCT_TRITON = Takes(FLOATS_TRITON, min_block=16, pow2=True)
 _ANY_BLOCK_TRITON = Takes(FLOATS_TRITON, min_block=1, pow2=True)
 
 TABLE: dict[str, Entry] = {
-    # products: the C++ tiles take any block but (1, 1); Triton's tl.dot needs powers of two >= 16
+    # products: the C++ kernels take any block (sides below 8 run the element kernels, the rest
+    # the SIMD tiles); Triton's tl.dot needs powers of two >= 16
     "bsr_linear": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
     "bsr_conv2d": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
     # topology maintenance

@@ -9,6 +9,7 @@ from torch import nn
 
 import suptickets as st
 
+from helpers import TRAINED
 from triton_helpers import needs_triton
 
 pytestmark = pytest.mark.slow
@@ -46,5 +47,5 @@ def test_rigl_with_sup_tickets_on_the_triton_kernels(monkeypatch):
     assert sum(h.event == "explore" for h in got_history) > 0 and sum(h.grown for h in got_history) > 0
     assert got_state.keys() == want_state.keys()
     for key, value in want_state.items():
-        torch.testing.assert_close(got_state[key], value, rtol=1e-4, atol=1e-5, msg=key)
-    torch.testing.assert_close(got_out, want_out, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got_state[key], value, **TRAINED, msg=key)
+    torch.testing.assert_close(got_out, want_out, **TRAINED)

@@ -1,11 +1,11 @@
 """The Triton superposition merge against the reference."""
 import pytest
 import torch
-from test_superpose import operands
 
 from suptickets import ops
 from suptickets.ops import reference
 
+from helpers import operands
 from triton_helpers import (
     DEVICE,
     TOL,
