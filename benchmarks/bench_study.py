@@ -81,6 +81,23 @@ def header(records: dict, specs: list[Spec], plan: str) -> str:
             "dense runs")
 
 
+def write_into(page: str, plan: str, text: str) -> None:
+    """Replaces what stands between the page's report markers of ``plan`` with ``text`` (the
+    header line as a text block, the tables as they are)."""
+    start, end = f"<!-- bench_study.py --plan {plan} --report -->", "<!-- end of report -->"
+    with open(page) as f:
+        content = f.read()
+    if start not in content or end not in content[content.index(start):]:
+        sys.exit(f"bench_study: {page} has no '{start}' ... '{end}' region")
+    head, rest = content.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    first, _, tables = text.partition("\n")
+    body = f"{start}\n\n```text\n{first.lstrip('# ')}\n```\n{tables}\n\n{end}"
+    with open(page, "w") as f:
+        f.write(head + body + tail)
+    print(f"{page}: the {plan} report written")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=("fashion-mnist",), default="fashion-mnist")
@@ -92,6 +109,8 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="print the tables from the records and stop")
     parser.add_argument("--list", action="store_true", help="print the plan and what is recorded, and stop")
     parser.add_argument("--plot", metavar="PNG", help="draw the cycle-length curve of both plans' records and stop")
+    parser.add_argument("--write-into", metavar="PAGE", help="with --report: write the report between the page's "
+                        "'<!-- bench_study.py --plan PLAN --report -->' and '<!-- end of report -->' lines")
     parser.add_argument("--results", default=None, help="folder of the records (default: results/<dataset>[-long])")
     parser.add_argument("--max-runs", type=int, default=None, help="run at most this many of the missing runs")
     args = parser.parse_args()
@@ -113,15 +132,17 @@ def main() -> None:
         print(f"{args.plot}: {len(points)} points")
         return
     if args.report:
-        print(header(records, specs, args.plan))
-        print(report(records, specs))
+        text = header(records, specs, args.plan) + "\n" + report(records, specs)
         if args.plan == "long":
             points = curve(both)
             shortest = helpful_from(points)
-            print("\n### The cycle-length curve (mlp3x1000, RigL 90 %, both studies)\n")
-            print(curve_table(points))
-            print("\nshortest cycle from which on no interval lies below zero: "
-                  + (f"{shortest} steps" if shortest is not None else "none measured"))
+            text += ("\n\n### The cycle-length curve (mlp3x1000, RigL 90 %, both studies)\n\n" + curve_table(points)
+                     + "\n\nshortest cycle from which on no interval lies below zero: "
+                     + (f"{shortest} steps" if shortest is not None else "none measured"))
+        if args.write_into:
+            write_into(args.write_into, args.plan, text)
+        else:
+            print(text)
         return
     missing = [s for s in specs if s.key not in records]
     if args.list:

@@ -75,6 +75,9 @@ class SparseConv2d(BlockSparseWeight):
         return (self.out_channels, kh * kw * self.in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[B, in, H, W]`` (any memory format) or unbatched ``[in, H, W]`` -> ``[B, out, Ho, Wo]``
+        (``ops.bsr_conv2d``; the C++ kernels return ``channels_last``). During a step armed by
+        ``capture_gradients`` the input and the output's gradient are kept for the gradient score."""
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)

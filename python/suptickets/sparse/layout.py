@@ -156,7 +156,7 @@ class BlockLayout:
 
         Returns ``(layout, src)``: ``src[s]`` is the old slot whose values new slot ``s``
         keeps, or -1 where ``s`` is a grown block (int64, on this layout's device). This is
-        the one place where slots are renumbered; :func:`suptickets.sparse.repack` applies
+        the one place where slots are renumbered; :func:`~suptickets.sparse.repack.repack` applies
         ``src`` to values and optimizer state.
         """
         device = self.device

@@ -40,6 +40,9 @@ class SparseLinear(BlockSparseWeight):
                           device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[..., in_features] -> [..., out_features]`` (``ops.bsr_linear``; a new tensor). During
+        a step armed by ``capture_gradients`` the input and the output's gradient are kept for the
+        gradient score."""
         y = ops.bsr_linear(x, self.values, self.layout, self.bias)
         self._capture(x, y)
         return y

@@ -130,7 +130,7 @@ class BlockSparseWeight(nn.Module):
 
     @property
     def layout(self) -> BlockLayout:
-        """The current :class:`BlockLayout` (a view of the module's index buffers)."""
+        """The current :class:`~suptickets.sparse.layout.BlockLayout` (a view of the module's index buffers)."""
         return BlockLayout._from_parts(
             self.weight_shape2d, self.block_size, self.layout_rows, self.layout_cols,
             self.layout_row_ptr, self.layout_col_ptr, self.layout_col_perm,
@@ -151,7 +151,7 @@ class BlockSparseWeight(nn.Module):
         takes them: in place (same ``nn.Parameter`` object) when ``nnz`` is unchanged, as a new
         ``nn.Parameter`` when it changes (autograd keeps the shape a parameter had; an
         optimizer holding the old one must be pointed to the new one, as
-        :func:`suptickets.sparse.repack` does). Without ``values``, ``nnz`` must not change."""
+        :func:`~suptickets.sparse.repack.repack` does). Without ``values``, ``nnz`` must not change."""
         if layout.shape != self.weight_shape2d or layout.block_size != self.block_size:
             raise ValueError(
                 f"layout {layout.shape}/{layout.block_size} does not fit this layer "

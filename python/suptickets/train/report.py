@@ -13,6 +13,8 @@ def result_table(summary: dict) -> str:
         f"FLOPs train    {summary['flops_train']:.4f} x dense",
         f"FLOPs test     {summary['flops_test']:.4f} x dense",
     ]
+    if summary.get("train_time_s") is not None:
+        lines.append(f"training time  {summary['train_time_s']:.0f} s for {summary['steps']} steps")
     if summary.get("final_network"):
         f = summary["final_network"]
         lines.append(f"last network   {100 * f['accuracy']:.2f} % accuracy, ECE {100 * f['ece']:.2f} %, "
