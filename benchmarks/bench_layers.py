@@ -3,6 +3,8 @@
     python benchmarks/bench_layers.py            # the full grid (a few minutes)
     python benchmarks/bench_layers.py --quick    # one density and block per layer (< 1 minute)
     python benchmarks/bench_layers.py --strided  # ResNet-style strided convs, density 0.1, 32x32
+    python benchmarks/bench_layers.py --dtype bfloat16   # both layers in bf16 (dense: oneDNN's bf16),
+                                                         # and our float32 sparse layer beside them
 
 Prints one table: per layer shape, density and block, the forward and forward+backward
 times of the dense and the sparse layer (medians over rounds that time the two in turn), speedup = dense / sparse,
@@ -15,6 +17,7 @@ dense layer's.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import subprocess
@@ -77,46 +80,50 @@ def make_layer(case, density, block):
     return case["dense"]() if density is None else case["sparse"](density, block)
 
 
-def measure(dense, sparse, x, grad, repeats):
-    """Forward and forward+backward medians (ms) of both layers, timed in alternation:
-    (dense fwd, sparse fwd, dense f+b, sparse f+b)."""
-    def forward(layer):
+def measure(calls, repeats):
+    """Forward and forward+backward medians (ms) of every ``(layer, x, grad)`` of ``calls``,
+    timed in alternation: ([fwd of each], [f+b of each])."""
+    def forward(layer, x):
         def run():
             with torch.no_grad():
                 layer(x)
         return run
 
-    def clear(layer):
+    def clear(layer, x):
         def run():
             layer.zero_grad(set_to_none=True)
             x.grad = None
         return run
 
-    def step(layer):
+    def step(layer, x, grad):
         return lambda: layer(x).backward(grad)
 
-    fwd = interleaved_median_ms([forward(dense), forward(sparse)], repeats)
-    total = interleaved_median_ms([step(dense), step(sparse)], repeats, setups=[clear(dense), clear(sparse)])
-    return (*fwd, *total)
+    fwd = interleaved_median_ms([forward(layer, x) for layer, x, _ in calls], repeats)
+    total = interleaved_median_ms([step(*call) for call in calls], repeats,
+                                  setups=[clear(layer, x) for layer, x, _ in calls])
+    return fwd, total
 
 
 def param_mb(layer) -> float:
     return sum(p.numel() * p.element_size() for p in layer.parameters()) / 2**20
 
 
-def peak_in_fresh_process(case_index, density, block) -> float:
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def peak_in_fresh_process(case_index, density, block, dtype="float32") -> float:
     """Peak memory (MiB) of a first forward+backward, measured in a new process so that no
     allocator reuses memory from earlier measurements (packing buffers and outputs count)."""
     args = [sys.executable, os.path.abspath(__file__), "--peak-of", str(case_index),
-            "dense" if density is None else str(density), str(block)]
+            "dense" if density is None else str(density), str(block), "--dtype", dtype]
     return float(subprocess.run(args, check=True, capture_output=True, text=True).stdout.split()[-1])
 
 
-def print_peak(case_index, density, block):
+def print_peak(case_index, density, block, dtype):
     torch.manual_seed(0)
     case = CASES[case_index]
-    layer = make_layer(case, None if density == "dense" else float(density), int(block))
-    x = torch.randn(*case["input"], requires_grad=True)
+    layer = make_layer(case, None if density == "dense" else float(density), int(block)).to(dtype)
+    x = torch.randn(*case["input"], dtype=dtype, requires_grad=True)
     with torch.no_grad():
         grad = torch.randn_like(layer(x))
     print(f"{peak_mb(lambda: layer(x).backward(grad)):.1f}")
@@ -133,10 +140,13 @@ def main(argv=None):
     parser.add_argument("--densities", type=_floats, default=None, help="densities, e.g. 0.1,0.05")
     parser.add_argument("--cases", type=_ints, default=None,
                         help="layer indices into CASES (0: Linear 1024->4096, 3: Conv3x3 128->128 32x32, ...)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+                        help="of both layers; with bfloat16 our float32 sparse layer is timed beside them")
     parser.add_argument("--peak-of", nargs=3, metavar=("CASE", "DENSITY", "BLOCK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    dtype = DTYPES[args.dtype]
     if args.peak_of:
-        return print_peak(int(args.peak_of[0]), args.peak_of[1], args.peak_of[2])
+        return print_peak(int(args.peak_of[0]), args.peak_of[1], args.peak_of[2], dtype)
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
@@ -153,25 +163,33 @@ def main(argv=None):
         cases = [i for i in range(len(CASES)) if i not in STRIDED]
     torch.manual_seed(0)
     print(f"# suptickets {st.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, float32")
+          f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, {args.dtype}")
+    low = dtype != torch.float32
     header = ("layer", "density", "block", "dense fwd ms", "sparse fwd ms", "fwd speedup", "dense f+b ms",
-              "sparse f+b ms", "f+b speedup", "f+b eta", "dense peak MB", "sparse peak MB", "param mem")
+              "sparse f+b ms", "f+b speedup", "f+b eta", *(("fp32 sparse f+b ms", "vs fp32 sparse") if low else ()),
+              "dense peak MB", "sparse peak MB", "param mem")
     rows = []
     for index in cases:
         case = CASES[index]
-        x = torch.randn(*case["input"], requires_grad=True)
-        dense = make_layer(case, None, None)
+        x = torch.randn(*case["input"], dtype=dtype, requires_grad=True)
+        dense = make_layer(case, None, None).to(dtype)
         grad = torch.randn_like(dense(x).detach())
-        d_peak = peak_in_fresh_process(index, None, 0)
+        d_peak = peak_in_fresh_process(index, None, 0, args.dtype)
         for density in densities:
             for block in blocks:
-                sparse = make_layer(case, density, block)
-                d_fwd, s_fwd, d_total, s_total = measure(dense, sparse, x, grad, repeats)
-                s_peak = peak_in_fresh_process(index, density, block)
+                sparse32 = make_layer(case, density, block)
+                sparse = sparse32 if not low else copy.deepcopy(sparse32).to(dtype)
+                calls = [(dense, x, grad), (sparse, x, grad)]
+                if low:  # our float32 layer, timed in the same rounds
+                    calls.append((sparse32, x.detach().float().requires_grad_(), grad.float()))
+                fwd, total = measure(calls, repeats)
+                (d_fwd, s_fwd), (d_total, s_total) = fwd[:2], total[:2]
+                fp32 = (f"{total[2]:.1f}", f"{total[2] / s_total:.2f}x") if low else ()
+                s_peak = peak_in_fresh_process(index, density, block, args.dtype)
                 speedup = d_total / s_total
                 rows.append((case["name"], f"{sparse.density:.3f}", f"{block}x{block}", f"{d_fwd:.1f}",
                              f"{s_fwd:.1f}", f"{d_fwd / s_fwd:.2f}x", f"{d_total:.1f}", f"{s_total:.1f}",
-                             f"{speedup:.2f}x", f"{speedup * sparse.density:.2f}", f"{d_peak:.0f}",
+                             f"{speedup:.2f}x", f"{speedup * sparse.density:.2f}", *fp32, f"{d_peak:.0f}",
                              f"{s_peak:.0f}", f"{param_mb(sparse) / param_mb(dense):.3f}x"))
                 print(f"  {case['name']}, density {density}, block {block}: f+b {speedup:.2f}x", file=sys.stderr,
                       flush=True)

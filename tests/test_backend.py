@@ -44,7 +44,9 @@ def test_reasons_name_what_a_backend_cannot_take():
     x = torch.empty(0)
     assert backend.eligible("bsr_linear", "cpu", x, block_size=(1, 1)) is None  # the element kernels
     assert "(1, 1)" in backend.eligible("bsr_linear", "triton", x, block_size=(1, 1), forced=True)
-    assert "bfloat16" in backend.eligible("bsr_linear", "cpu", x.bfloat16(), block_size=(16, 16))
+    assert "float16" in backend.eligible("bsr_linear", "cpu", x.half(), block_size=(16, 16))
+    assert backend.eligible("bsr_linear", "cpu", x.bfloat16(), block_size=(1, 1)) is None
+    assert "bfloat16" in backend.eligible("block_scores", "cpu", x.bfloat16(), block_size=(16, 16))
     assert "powers of two >= 16" in backend.eligible("bsr_linear", "triton", x, block_size=(8, 8), forced=True)
     assert "no triton kernel" in backend.eligible("prune_grow", "triton", x)
     # CPU tensors go to Triton only when it is asked for by name
@@ -52,10 +54,11 @@ def test_reasons_name_what_a_backend_cannot_take():
 
 
 def test_auto_falls_back_to_the_reference_and_forcing_refuses(force_backend):
-    x = torch.empty(0, dtype=torch.bfloat16)
-    assert backend.choose("bsr_linear", x, block_size=(16, 16)) == "reference"
+    x = torch.empty(0, dtype=torch.float16)
+    with pytest.warns(backend.ReferenceFallbackWarning, match=r"bsr_linear in float16 with 16x16 blocks runs the"):
+        assert backend.choose("bsr_linear", x, block_size=(16, 16)) == "reference"
     force_backend("cpu")
-    with pytest.raises(RuntimeError, match=r"SUPTICKETS_BACKEND=cpu.*bfloat16"):
+    with pytest.raises(RuntimeError, match=r"SUPTICKETS_BACKEND=cpu.*float16"):
         backend.choose("bsr_linear", x, block_size=(16, 16))
     force_backend("triton")  # prune_grow has no Triton kernel: it runs as under auto
     assert backend.choose("prune_grow", torch.empty(0)) == "cpu"
@@ -63,6 +66,28 @@ def test_auto_falls_back_to_the_reference_and_forcing_refuses(force_backend):
     assert backend.choose("block_scores", torch.empty(0), block_size=(4, 4)) == "reference"
     # exact index ops ignore the variable
     assert backend.choose("layout_index", torch.empty(0, dtype=torch.int32)) == "cpu"
+
+
+def test_the_fallback_warning_fires_once_per_layer_and_reason_and_never_for_a_supported_call():
+    import warnings
+    layer = st.SparseLinear(64, 32, density=0.2, block_size=(1, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer(torch.randn(5, 64))                                       # float32: the C++ kernels
+        layer.to(torch.bfloat16)(torch.randn(5, 64, dtype=torch.bfloat16))  # bf16: the C++ kernels too
+        layer.to(torch.float64)
+        half = st.SparseLinear(64, 48, density=0.2, block_size=(1, 1)).half()
+        for _ in range(3):
+            half(torch.randn(5, 64, dtype=torch.float16))               # no kernel: warned once
+        st.SparseLinear(64, 24, density=0.2, block_size=(1, 1)).half()(torch.randn(5, 64).half())  # another layer
+    fallbacks = [w for w in caught if issubclass(w.category, backend.ReferenceFallbackWarning)]
+    assert len(fallbacks) == 2, [str(w.message) for w in caught]
+    assert "(48, 64) weight in float16 with 1x1 blocks" in str(fallbacks[0].message)
+    assert "cpu: dtype torch.float16" in str(fallbacks[0].message) and "triton" not in str(fallbacks[0].message)
+    with warnings.catch_warnings(record=True) as caught:  # nor on meta tensors (shapes only), nor when asked for
+        warnings.simplefilter("always")
+        backend.choose("bsr_linear", torch.empty(0, dtype=torch.float16, device="meta"), block_size=(2, 2))
+    assert not caught
 
 
 def test_unknown_op_is_an_error():

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import suptickets as st
 from suptickets.ops import reference
 
-from helpers import GEOMETRIES, TOPOLOGIES, dense_from_element_mask, kernel_cases, make_layout, tolerances
+from helpers import GEOMETRIES, TOPOLOGIES, dense_from_element_mask, kernel_cases, make_layout, oracle_dtype, tolerances
 
 BLOCKS = [(1, 1), (4, 4), (16, 16), (32, 32), (16, 32)]
 # (batch, in, out, H, W, kernel, stride, padding, dilation)
@@ -29,16 +29,19 @@ def make_case(geometry, block, topology, dtype, seed=0):
 
 
 def run_both(x, values, layout, bias, geom, grad=None):
+    """As test_bsr_linear.run_both: the reference in float64 for a low-precision dtype."""
     results = []
-    for fn in (st.ops.bsr_conv2d, reference.bsr_conv2d):
-        xs = x.detach().clone().requires_grad_()
-        vs = values.detach().clone().requires_grad_()
-        bs = None if bias is None else bias.detach().clone().requires_grad_()
+    oracle = oracle_dtype(x.dtype)
+    for fn, dtype in ((st.ops.bsr_conv2d, x.dtype), (reference.bsr_conv2d, oracle)):
+        xs = x.detach().to(dtype).requires_grad_()
+        vs = values.detach().to(dtype).requires_grad_()
+        bs = None if bias is None else bias.detach().to(dtype).requires_grad_()
         y = fn(xs, vs, layout, bs, **geom)
         if grad is None:
-            grad = torch.randn_like(y)
-        y.backward(grad)
-        results.append((y.detach(), xs.grad, vs.grad, None if bs is None else bs.grad))
+            grad = torch.randn(y.shape, dtype=x.dtype)
+        y.backward(grad.to(dtype))
+        results.append(tuple(None if t is None else t.to(oracle)
+                             for t in (y.detach(), xs.grad, vs.grad, None if bs is None else bs.grad)))
     return results
 
 
@@ -52,7 +55,8 @@ def check(results, dtype):
         torch.testing.assert_close(db, rdb, **tol)
 
 
-DTYPES = [torch.float32, torch.float64]
+DTYPES = [torch.float32, torch.float64, torch.bfloat16]
+REFERENCE_DTYPES = [torch.float32, torch.float64]
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
@@ -63,7 +67,7 @@ def test_bsr_conv2d_matches_reference(backend, block, topology, dtype, force_bac
     check(run_both(x, values, layout, bias, geom), dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+@pytest.mark.parametrize("dtype", REFERENCE_DTYPES, ids=_ids)
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("block", BLOCKS, ids=_ids)
 def test_reference_bsr_conv2d_matches_a_dense_weight(block, topology, dtype):

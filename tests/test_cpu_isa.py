@@ -40,7 +40,20 @@ for block in [(1, 1), (4, 2)]:  # rows of 300 samples: every vector count of the
         y = fn(x, v, layout, b)
         out.append([y] + list(torch.autograd.grad(y, (x, v, b), torch.ones_like(y))))
     worst = max(worst, *[(p - q).abs().max().item() for p, q in zip(*out)])
-print(st.ops.simd_level(), worst)
+# bf16 activations and weights (every vector count, odd and even): against float64 on the same rounded
+# operands, relative to the largest magnitude of each result
+worst_bf16 = 0.0
+for block in [(1, 1), (4, 2)]:
+    layout = make_layout((8 * block[0], 40 * block[1]), block, "sparse")
+    ops = [torch.randn(layout.nnz, *block).bfloat16(), torch.randn(300, 40 * block[1]).bfloat16(),
+           torch.randn(8 * block[0]).bfloat16()]
+    out = []
+    for fn, dt in ((st.ops.bsr_linear, torch.bfloat16), (reference.bsr_linear, torch.float64)):
+        v, x, b = (t.to(dt).requires_grad_() for t in ops)
+        y = fn(x, v, layout, b)
+        out.append([t.double() for t in [y] + list(torch.autograd.grad(y, (x, v, b), torch.ones_like(y)))])
+    worst_bf16 = max(worst_bf16, *[((p - q).abs().max() / q.abs().max()).item() for p, q in zip(*out)])
+print(st.ops.simd_level(), worst, worst_bf16)
 """
 
 
@@ -49,8 +62,9 @@ def test_cpu_tiles_of_each_instruction_set_match_the_reference(isa):
     env = dict(os.environ, SUPTICKETS_CPU_ISA=isa)
     out = subprocess.run([sys.executable, "-c", SCRIPT.format(tests=os.path.dirname(__file__))], env=env,
                          capture_output=True, text=True, check=True).stdout.split()
-    level, worst = out[-2], float(out[-1])
+    level, worst, worst_bf16 = out[-3], float(out[-2]), float(out[-1])
     assert level in ("avx512", "avx2", "generic")
     if isa == "generic":
         assert level == "generic"
     assert worst < 1e-3
+    assert worst_bf16 < 1e-2  # the bf16 rounding of the results (2^-8) and nothing more

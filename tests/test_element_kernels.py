@@ -7,11 +7,11 @@ import torch
 import suptickets as st
 from suptickets.ops import reference
 
-from helpers import GEOMETRIES, tolerances
+from helpers import GEOMETRIES, oracle_dtype, tolerances
 
 # blocks the element kernels run (a side < 8), with more rows or columns than one call computes
 BLOCKS = [(1, 1), (2, 2), (1, 8), (4, 4), (8, 1), (2, 3), (16, 2), (2, 16)]
-DTYPES = [torch.float32, torch.float64]
+DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 
 
 def _ids(v):
@@ -38,13 +38,15 @@ def _layout(shape, block, kind, seed=0):
 
 
 def _compare(fn, ref, inputs, dtype):
+    """The kernel and the reference (in float64 for a low-precision dtype) on the same inputs."""
     outs = []
-    for f in (fn, ref):
-        leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in inputs]
+    oracle = oracle_dtype(dtype)
+    for f, dt in ((fn, dtype), (ref, oracle)):
+        leaves = [t.detach().to(dt).requires_grad_() if t is not None else None for t in inputs]
         y = f(*leaves)
         grad = torch.randn(y.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
-        y.backward(grad)
-        outs.append([y.detach()] + [t.grad for t in leaves if t is not None])
+        y.backward(grad.to(dt))
+        outs.append([t.to(oracle) for t in [y.detach()] + [t.grad for t in leaves if t is not None]])
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, **tolerances(dtype))
 

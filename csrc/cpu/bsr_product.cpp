@@ -53,11 +53,23 @@ T* pack(ScratchSlot slot, const Tensor& t, const Strides& s, int64_t B, int64_t 
 // in place measured slower than packing it first, packing included.)
 Grid packed_input(const ConvGeometry& g) { return {g.in_stripe(), g.bc, g.Hp(), g.Wp(), g.PH, g.PW}; }
 
+// bf16 on the tile kernels (blocks of 8 and more, bound by arithmetic, not by loads): the
+// operands widened to float32, the float32 product, its results rounded into the bf16 outputs.
+bool tiles_in_float32(const ConvGeometry& g, const Tensor& x) {
+  return x.scalar_type() == at::kBFloat16 && !element_kernels_run(g.br, g.bc);
+}
+
+Tensor as_float32(const Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
+
+Tensor float32_like(const Tensor& t) {
+  return t.defined() ? at::empty_strided(t.sizes(), t.strides(), t.options().dtype(at::kFloat)) : t;
+}
+
 }  // namespace
 
 void check_operands(const Tensor& x, const Tensor& values, const char* op) {
-  check_float_cpu(x, "input", op);
-  check_float_cpu(values, "values", op);
+  check_product_float_cpu(x, "input", op);
+  check_product_float_cpu(values, "values", op);
   check_same_dtype(x, "input", values, "values", op);
   TORCH_CHECK_VALUE(values.dim() == 3, "suptickets::", op, ": values must be [nnz, br, bc], got shape ",
                     values.sizes());
@@ -68,6 +80,14 @@ void product_forward(const ConvGeometry& g, const Tensor& x, const Strides& xs, 
   check_layout(g, values, L, op);
   check_bias(bias, values, g.Cout, op);
   if (g.B == 0 || g.Wo == 0) return;
+  if (tiles_in_float32(g, x)) {
+    const Tensor x32 = as_float32(x);
+    const std::optional<Tensor> b32 = bias.has_value() ? std::optional<Tensor>(as_float32(*bias)) : std::nullopt;
+    Tensor y32 = float32_like(y);
+    product_forward(g, x32, strides_of(x32), as_float32(values), L, b32, y32, op);
+    y.copy_(y32);
+    return;
+  }
   if (element_kernels_run(g.br, g.bc)) {
     const Tensor b = bias.has_value() ? bias->contiguous() : Tensor();
     return element_product_forward(g, x, xs, values, L, b, y, strides_of(y));
@@ -95,6 +115,14 @@ void product_backward(const ConvGeometry& g, const Tensor& grad, const Strides& 
   }
   if (element_kernels_run(g.br, g.bc))
     return element_product_backward(g, grad, gs, x, xs, values, L, out, dx.defined() ? strides_of(dx) : Strides{});
+  if (tiles_in_float32(g, x)) {
+    const Tensor g32 = as_float32(grad), x32 = as_float32(x);
+    Grads out32{float32_like(dx), float32_like(dv), float32_like(db)};
+    product_backward(g, g32, strides_of(g32), x32, strides_of(x32), as_float32(values), L, out32);
+    for (auto [t, t32] : {std::pair{&dx, &out32.dx}, {&dv, &out32.dv}, {&db, &out32.db}})
+      if (t->defined()) t->copy_(*t32);
+    return;
+  }
   const Tensor vals = values.contiguous();
   // dY is packed once for both products, padded for a gathering dX.
   int64_t top = 0, left = 0;

@@ -17,6 +17,14 @@ inline void check_float_cpu(const at::Tensor& t, const char* name, const char* o
                    " must be float32 or float64, got ", t.scalar_type());
 }
 
+// An operand of a block-sparse product: float32, float64 or bfloat16 on the CPU.
+inline void check_product_float_cpu(const at::Tensor& t, const char* name, const char* op) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), "suptickets::", op, ": ", name, " must be a CPU tensor, got ", t.device());
+  const auto d = t.scalar_type();
+  TORCH_CHECK_TYPE(d == at::kFloat || d == at::kDouble || d == at::kBFloat16, "suptickets::", op, ": ", name,
+                   " must be float32, float64 or bfloat16, got ", d);
+}
+
 // Two tensors of one dtype.
 inline void check_same_dtype(const at::Tensor& a, const char* name_a, const at::Tensor& b, const char* name_b,
                              const char* op) {

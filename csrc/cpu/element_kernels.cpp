@@ -82,43 +82,55 @@ constexpr int64_t kStoreChannels = kPackChannels;
 
 // Stores the runs of channels [c0, c0 + n) of `run` (tile[c - c0][e]) into the tensor,
 // dropping the elements that are padding (w >= width or b >= B).
-template <class T>
-void store_tile(const T* tile, int64_t c0, int64_t n, const Run& run, int64_t pixel, const ElementOutput<T>& out) {
+template <class T, class C>
+void store_tile(const C* tile, int64_t c0, int64_t n, const Run& run, int64_t pixel, const ElementOutput<T>& out) {
   for (int64_t e = 0; e < run.len; ++e) {
     const int64_t w = (run.e0 + e) / pixel, b = (run.e0 + e) % pixel;
     if (w >= out.W || b >= out.B) continue;
     T* dst = out.data + b * out.sb + c0 * out.sc + run.oh * out.sh + w * out.sw;
-    for (int64_t c = 0; c < n; ++c) dst[c * out.sc] = tile[c * kElementRun + e];
+    for (int64_t c = 0; c < n; ++c) dst[c * out.sc] = T(tile[c * kElementRun + e]);
   }
 }
 
-template <class T>
-void generic_gather(const T* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off, const T* value,
-                    int64_t value_stride, int64_t rows, const T* init, T* out, int64_t out_stride, int64_t len) {
+template <class T, class C = compute_t<T>>
+void generic_gather(const T* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off, const C* value,
+                    int64_t value_stride, int64_t rows, const C* init, C* out, int64_t out_stride, int64_t len) {
   for (int64_t r = 0; r < rows; ++r) {
-    T acc[kElementRun];
-    std::fill(acc, acc + len, init ? init[r] : T(0));
+    C acc[kElementRun];
+    std::fill(acc, acc + len, init ? init[r] : C(0));
     for (int64_t g = 0; g < n_segs; ++g)
       for (int64_t i = segs[g].begin; i < segs[g].end; ++i) {
         const T* p = src + segs[g].base + off[i];
-        const T w = value[i * value_stride + r];
-        for (int64_t e = 0; e < len; ++e) acc[e] += w * p[e];
+        const C w = value[i * value_stride + r];
+        for (int64_t e = 0; e < len; ++e) acc[e] += w * C(p[e]);
       }
     std::copy(acc, acc + len, out + r * out_stride);
   }
 }
 
-template <class T>
+template <class T, class C = compute_t<T>>
 void generic_dot(const T* a, int64_t a_stride, int64_t rows, const T* src, int64_t base, const int32_t* off, int64_t n,
-                 T* acc, int64_t acc_stride, int64_t len) {
+                 C* acc, int64_t acc_stride, int64_t len) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < n; ++i) {
       const T* p = src + base + off[i];
       const T* ar = a + r * a_stride;
-      T s = 0;
-      for (int64_t e = 0; e < len; ++e) s += ar[e] * p[e];
+      C s = 0;
+      for (int64_t e = 0; e < len; ++e) s += C(ar[e]) * C(p[e]);
       acc[r * acc_stride + i] += s;
     }
+}
+
+// The values a call's items hold, in the compute type (converted when the storage differs).
+template <class T>
+const compute_t<T>* in_compute_type(const T* v, int64_t n, std::vector<compute_t<T>>* buffer) {
+  if constexpr (std::is_same_v<T, compute_t<T>>) {
+    return v;
+  } else {
+    if (v == nullptr) return nullptr;
+    buffer->assign(v, v + n);
+    return buffer->data();
+  }
 }
 
 }  // namespace
@@ -126,6 +138,20 @@ void generic_dot(const T* a, int64_t a_stride, int64_t rows, const T* src, int64
 template <>
 ElementMath<double> element_math<double>() {
   return {generic_gather<double>, generic_dot<double>};
+}
+
+template <>
+ElementMath<bf16> element_math<bf16>() {
+  switch (cpu_isa()) {
+#if SUPTICKETS_X86
+    case Isa::kAvx512:
+      return {avx512::element_gather, avx512::element_dot};
+    case Isa::kAvx2:
+      return {avx2::element_gather, avx2::element_dot};
+#endif
+    default:
+      return {generic_gather<bf16>, generic_dot<bf16>};
+  }
 }
 
 template <>
@@ -169,7 +195,7 @@ ElementLayouts element_layouts(const ConvGeometry& g) {
 template <class T>
 void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* values, const int32_t* rows,
                      const int32_t* cols, const int32_t* row_ptr, const int32_t* col_ptr, const int32_t* col_perm,
-                     bool forward_items, bool column_items, ElementWeights<T>* w) {
+                     bool forward_items, bool column_items, ElementWeights<compute_t<T>>* w) {
   const int64_t br = g.br, bc = g.bc, nrb = g.out_blocks(), ncb = g.in_blocks(), taps = g.KH * g.KW;
   if (forward_items) {
     // block-row rb holds one item per column of each of its blocks
@@ -187,7 +213,7 @@ void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* v
         const int64_t shift = (tap / g.KW) * g.DH * el.x.row + (tap % g.KW) * g.DW * el.pixel;
         for (int64_t j = 0; j < bc; ++j, ++k) {
           w->x_off[k] = static_cast<int32_t>((cb * bc + j) * el.x.plane + shift);
-          for (int64_t i = 0; i < br; ++i) w->value[k * br + i] = values[(s * br + i) * bc + j];
+          for (int64_t i = 0; i < br; ++i) w->value[k * br + i] = compute_t<T>(values[(s * br + i) * bc + j]);
         }
       }
     }
@@ -258,7 +284,7 @@ void copy_to_planes(T* planes, const Planes& p, const T* t, int64_t B, int64_t C
 
 template <class T>
 void pack_planes(const T* src, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb, int64_t sc, int64_t sh,
-                 int64_t sw, const Planes& p, int64_t numel, T* dst, T* channel_sums) {
+                 int64_t sw, const Planes& p, int64_t numel, T* dst, compute_t<T>* channel_sums) {
   // zero the padding only: the rows above and below, each row's ends, the slack after the planes
   const int64_t rows = p.plane / p.row, lead = p.left * p.pixel, tail = (p.left + W) * p.pixel;
 #pragma omp parallel for schedule(static)
@@ -278,10 +304,10 @@ void pack_planes(const T* src, int64_t B, int64_t C, int64_t H, int64_t W, int64
     // per channel, rows in order: a fixed summation order (padding adds zeros)
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < C; ++c) {
-      T s = 0;
+      compute_t<T> s = 0;
       for (int64_t h = 0; h < H; ++h) {
         const T* r = dst + c * p.plane + (h + p.top) * p.row + p.left * p.pixel;
-        for (int64_t e = 0; e < W * p.pixel; ++e) s += r[e];
+        for (int64_t e = 0; e < W * p.pixel; ++e) s += compute_t<T>(r[e]);
       }
       channel_sums[c] = s;
     }
@@ -292,14 +318,17 @@ void pack_planes(const T* src, int64_t B, int64_t C, int64_t H, int64_t W, int64
 int64_t store_blocks(int64_t bs) { return std::max<int64_t>(1, kStoreChannels / bs); }
 
 template <class T>
-void element_forward(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* xp,
-                     const T* bias, const ElementOutput<T>& y) {
+void element_forward(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<compute_t<T>>& w,
+                     const T* xp, const T* bias_t, const ElementOutput<T>& y) {
+  using C = compute_t<T>;
   const ElementMath<T> math = element_math<T>();
+  std::vector<C> bias_buffer;
+  const C* bias = in_compute_type(bias_t, g.Cout, &bias_buffer);
   const std::vector<Run> runs = output_runs(g, el);
   const int64_t n_runs = static_cast<int64_t>(runs.size()), nrb = g.out_blocks(), br = g.br;
   const int64_t chunk = store_blocks(br);
   for_each_unit(n_runs, nrb, [&](int64_t r0, int64_t r1, int64_t rb0, int64_t rb1) {
-    T* const tile = thread_buffer<T, 0>(chunk * br * kElementRun);
+    C* const tile = thread_buffer<C, 0>(chunk * br * kElementRun);
     for (int64_t r = r0; r < r1; ++r) {
       const Run run = runs[r];
       for (int64_t c0 = rb0; c0 < rb1; c0 += chunk) {
@@ -316,8 +345,9 @@ void element_forward(const ConvGeometry& g, const ElementLayouts& el, const Elem
 }
 
 template <class T>
-void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
-                        const ElementOutput<T>& dx) {
+void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<compute_t<T>>& w,
+                        const T* dyp, const ElementOutput<T>& dx) {
+  using C = compute_t<T>;
   const ElementMath<T> math = element_math<T>();
   const bool unit_w = g.SW == 1;
   const std::vector<Run> runs = row_runs(g.H, g.W, el.pixel, unit_w, kElementRun);
@@ -327,7 +357,7 @@ void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const E
   for_each_unit(n_runs, ncb, [&](int64_t r0, int64_t r1, int64_t cb0, int64_t cb1) {
     ElementSegment* const segs = thread_buffer<ElementSegment, 0>(taps);
     int64_t* const seg_tap = thread_buffer<int64_t, 0>(taps);
-    T* const tile = thread_buffer<T, 0>(chunk * bc * kElementRun);
+    C* const tile = thread_buffer<C, 0>(chunk * bc * kElementRun);
     for (int64_t r = r0; r < r1; ++r) {
       const Run run = runs[r];
       const int64_t iw = run.e0 / p, b0 = run.e0 % p;
@@ -365,8 +395,9 @@ void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const E
 }
 
 template <class T>
-void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
-                         const T* xp, int64_t n_values, T* dvalues) {
+void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<compute_t<T>>& w,
+                         const T* dyp, const T* xp, int64_t n_values, T* dvalues) {
+  using C = compute_t<T>;
   const ElementMath<T> math = element_math<T>();
   const std::vector<Run> runs = output_runs(g, el);
   const int64_t n_runs = static_cast<int64_t>(runs.size()), nrb = g.out_blocks(), br = g.br;
@@ -376,13 +407,13 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
   // cut depends on the shapes only, so results do not depend on the thread count.
   const int64_t parts = std::max<int64_t>(1, std::min(n_runs, kMaxReductionParts));
   const int64_t row_blocks = std::min(nrb, std::max<int64_t>(1, kTargetUnits / parts));
-  T* const partial = thread_buffer<T, 1>(parts * br * n_items);
-  std::fill(partial, partial + parts * br * n_items, T(0));
+  C* const partial = thread_buffer<C, 1>(parts * br * n_items);
+  std::fill(partial, partial + parts * br * n_items, C(0));
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t u = 0; u < parts * row_blocks; ++u) {
     const int64_t rp = u % row_blocks, part = u / row_blocks;
     const int64_t rb0 = cut(nrb, row_blocks, rp), rb1 = cut(nrb, row_blocks, rp + 1);
-    T* acc = partial + part * br * n_items;
+    C* acc = partial + part * br * n_items;
     for (int64_t r = cut(n_runs, parts, part); r < cut(n_runs, parts, part + 1); ++r) {
       const Run run = runs[r];
       const T* dy_run = dyp + run.oh * el.dy.row + el.dy.left * el.pixel + run.e0;
@@ -401,9 +432,9 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
     for (int64_t k = w.row_ptr[rb]; k < w.row_ptr[rb + 1]; ++k) {
       const int64_t s = w.slot0[rb] + (k - w.row_ptr[rb]) / bc, j = (k - w.row_ptr[rb]) % bc;
       for (int64_t i = 0; i < br; ++i) {
-        T sum = partial[i * n_items + k];
+        C sum = partial[i * n_items + k];
         for (int64_t part = 1; part < parts; ++part) sum += partial[(part * br + i) * n_items + k];
-        dvalues[(s * br + i) * bc + j] = sum;
+        dvalues[(s * br + i) * bc + j] = T(sum);
       }
     }
 }
@@ -411,17 +442,18 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
 #define SUPTICKETS_INSTANTIATE(T)                                                                                      \
   template void element_weights<T>(const ConvGeometry&, const ElementLayouts&, const T*, const int32_t*,               \
                                    const int32_t*, const int32_t*, const int32_t*, const int32_t*, bool, bool,         \
-                                   ElementWeights<T>*);                                                                \
+                                   ElementWeights<compute_t<T>>*);                                                     \
   template void pack_planes<T>(const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,       \
-                               const Planes&, int64_t, T*, T*);                                                        \
-  template void element_forward<T>(const ConvGeometry&, const ElementLayouts&, const ElementWeights<T>&, const T*,     \
-                                   const T*, const ElementOutput<T>&);                                                 \
-  template void element_grad_input<T>(const ConvGeometry&, const ElementLayouts&, const ElementWeights<T>&, const T*,  \
-                                      const ElementOutput<T>&);                                                        \
-  template void element_grad_values<T>(const ConvGeometry&, const ElementLayouts&, const ElementWeights<T>&, const T*, \
-                                       const T*, int64_t, T*);
+                               const Planes&, int64_t, T*, compute_t<T>*);                                             \
+  template void element_forward<T>(const ConvGeometry&, const ElementLayouts&, const ElementWeights<compute_t<T>>&,    \
+                                   const T*, const T*, const ElementOutput<T>&);                                       \
+  template void element_grad_input<T>(const ConvGeometry&, const ElementLayouts&, const ElementWeights<compute_t<T>>&, \
+                                      const T*, const ElementOutput<T>&);                                              \
+  template void element_grad_values<T>(const ConvGeometry&, const ElementLayouts&,                                     \
+                                       const ElementWeights<compute_t<T>>&, const T*, const T*, int64_t, T*);
 SUPTICKETS_INSTANTIATE(float)
 SUPTICKETS_INSTANTIATE(double)
+SUPTICKETS_INSTANTIATE(bf16)
 #undef SUPTICKETS_INSTANTIATE
 
 }  // namespace cpu

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "bf16.h"
 #include "geometry.h"
 
 namespace suptickets {
@@ -45,7 +46,8 @@ ElementLayouts element_layouts(const ConvGeometry& g);
 // Whether element_layouts(g) fits int32 offsets.
 bool element_layouts_fit(const ElementLayouts& el);
 
-// A weight as items (built from the block layout once per call). An item is one column of a
+// A weight as items (built from the block layout once per call), its values in the compute type
+// (float32 for bf16 activations). An item is one column of a
 // block for the forward and dvalues (the block's br weights of one input channel and tap) and
 // one row of a block for dX (its bc weights of one output channel): each input vector an item
 // loads feeds br (or bc) multiply-adds.
@@ -69,13 +71,14 @@ struct ElementWeights {
 template <class T>
 void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* values, const int32_t* rows,
                      const int32_t* cols, const int32_t* row_ptr, const int32_t* col_ptr, const int32_t* col_perm,
-                     bool forward_items, bool column_items, ElementWeights<T>* w);
+                     bool forward_items, bool column_items, ElementWeights<compute_t<T>>* w);
 
 // dst (planes `p`, fully written, padding zeroed) from src[b][c][h][w] with element strides
-// (sb, sc, sh, sw); with channel_sums (C entries), also the sum over b, h, w of every channel.
+// (sb, sc, sh, sw); with channel_sums (C entries), also the sum over b, h, w of every channel
+// (in the compute type).
 template <class T>
 void pack_planes(const T* src, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb, int64_t sc, int64_t sh,
-                 int64_t sw, const Planes& p, int64_t numel, T* dst, T* channel_sums = nullptr);
+                 int64_t sw, const Planes& p, int64_t numel, T* dst, compute_t<T>* channel_sums = nullptr);
 
 // A result tensor [B, C, H, W] with element strides, written by the kernels directly (each
 // run's elements that are not padding): `W` and `B` bound the valid pixels.
@@ -87,22 +90,24 @@ struct ElementOutput {
 
 // y = conv(x, W) + bias (xp: packed input), every element of y written.
 template <class T>
-void element_forward(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* xp,
-                     const T* bias, const ElementOutput<T>& y);
+void element_forward(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<compute_t<T>>& w,
+                     const T* xp, const T* bias, const ElementOutput<T>& y);
 
 // dX (every element written) from the packed dY.
 template <class T>
-void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
-                        const ElementOutput<T>& dx);
+void element_grad_input(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<compute_t<T>>& w,
+                        const T* dyp, const ElementOutput<T>& dx);
 
-// dvalues[slot] for every item (the SDDMM), from the packed dY and input; dvalues has
-// nnz * br * bc entries, all written.
+// dvalues[slot] for every item (the SDDMM), from the packed dY and input, summed in the compute
+// type; dvalues has nnz * br * bc entries, all written.
 template <class T>
-void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<T>& w, const T* dyp,
-                         const T* xp, int64_t n_values, T* dvalues);
+void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const ElementWeights<compute_t<T>>& w,
+                         const T* dyp, const T* xp, int64_t n_values, T* dvalues);
 
-// The vector arithmetic, one implementation per instruction set (float32) and a portable
-// one (any dtype). `len` is a multiple of kElementAlign, at most kElementRun.
+// The vector arithmetic, one implementation per instruction set (float32 and bf16 activations,
+// float32 arithmetic) and a portable one (any dtype). Activations (`src`, `a`) are of the
+// storage type T, weights, initial values and results of the compute type C. `len` is a
+// multiple of kElementAlign, at most kElementRun.
 //   gather: out[r * out_stride + e] = (init ? init[r] : 0) + sum over segments s, items i in
 //           [begin, end): value[i * value_stride + r] * src[s.base + off[i] + e], for r < rows
 //   dot:    acc[r * acc_stride + i] += sum_e a[r * a_stride + e] * src[base + off[i] + e] for rows
@@ -110,26 +115,28 @@ void element_grad_values(const ConvGeometry& g, const ElementLayouts& el, const 
 struct ElementSegment {
   int64_t begin, end, base;
 };
-template <class T>
+template <class T, class C = compute_t<T>>
 struct ElementMath {
-  void (*gather)(const T* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off, const T* value,
-                 int64_t value_stride, int64_t rows, const T* init, T* out, int64_t out_stride, int64_t len);
+  void (*gather)(const T* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off, const C* value,
+                 int64_t value_stride, int64_t rows, const C* init, C* out, int64_t out_stride, int64_t len);
   void (*dot)(const T* a, int64_t a_stride, int64_t rows, const T* src, int64_t base, const int32_t* off, int64_t n,
-              T* acc, int64_t acc_stride, int64_t len);
+              C* acc, int64_t acc_stride, int64_t len);
 };
 template <class T>
 ElementMath<T> element_math();
 
-#define SUPTICKETS_DECLARE_ELEMENT_SIMD(ns)                                                                            \
-  namespace ns {                                                                                                       \
-  void element_gather(const float* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off,                \
-                      const float* value, int64_t value_stride, int64_t rows, const float* init, float* out,           \
-                      int64_t out_stride, int64_t len);                                                                \
-  void element_dot(const float* a, int64_t a_stride, int64_t rows, const float* src, int64_t base, const int32_t* off, \
-                   int64_t n, float* acc, int64_t acc_stride, int64_t len);                                            \
+#define SUPTICKETS_DECLARE_ELEMENT_SIMD(ns, S)                                                                 \
+  namespace ns {                                                                                               \
+  void element_gather(const S* src, const ElementSegment* segs, int64_t n_segs, const int32_t* off,            \
+                      const float* value, int64_t value_stride, int64_t rows, const float* init, float* out,   \
+                      int64_t out_stride, int64_t len);                                                        \
+  void element_dot(const S* a, int64_t a_stride, int64_t rows, const S* src, int64_t base, const int32_t* off, \
+                   int64_t n, float* acc, int64_t acc_stride, int64_t len);                                    \
   }
-SUPTICKETS_DECLARE_ELEMENT_SIMD(avx2)
-SUPTICKETS_DECLARE_ELEMENT_SIMD(avx512)
+SUPTICKETS_DECLARE_ELEMENT_SIMD(avx2, float)
+SUPTICKETS_DECLARE_ELEMENT_SIMD(avx512, float)
+SUPTICKETS_DECLARE_ELEMENT_SIMD(avx2, bf16)
+SUPTICKETS_DECLARE_ELEMENT_SIMD(avx512, bf16)
 #undef SUPTICKETS_DECLARE_ELEMENT_SIMD
 
 }  // namespace cpu

@@ -1,5 +1,6 @@
 // float32 SIMD element kernels for AVX2+FMA and AVX-512, chosen at run time (no -march flags).
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "element_kernels.h"

@@ -26,6 +26,7 @@ device and availability rule in :func:`eligible`, and its entry in each op file'
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,9 @@ import torch
 from . import _extension, _triton
 
 CHOICES = ("auto", "cpu", "triton", "reference")
+_DEVICE = {"cpu": "cpu", "triton": "cuda"}  # the device type each kernel backend serves under auto
 FLOATS_CPU = (torch.float32, torch.float64)
+FLOATS_CPU_PRODUCT = (torch.float32, torch.float64, torch.bfloat16)  # bf16: float32 arithmetic
 FLOATS_TRITON = (torch.float16, torch.bfloat16, torch.float32)
 
 
@@ -69,8 +72,8 @@ _ANY_BLOCK_TRITON = Takes(FLOATS_TRITON, min_block=1, pow2=True)
 TABLE: dict[str, Entry] = {
     # products: the C++ kernels take any block (sides below 8 run the element kernels, the rest
     # the SIMD tiles); Triton's tl.dot needs powers of two >= 16
-    "bsr_linear": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
-    "bsr_conv2d": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
+    "bsr_linear": Entry({"cpu": Takes(FLOATS_CPU_PRODUCT), "triton": _PRODUCT_TRITON}),
+    "bsr_conv2d": Entry({"cpu": Takes(FLOATS_CPU_PRODUCT), "triton": _PRODUCT_TRITON}),
     # topology maintenance
     "block_scores": Entry({"cpu": Takes(), "triton": _ANY_BLOCK_TRITON}),
     "linear_grad_scores": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
@@ -131,8 +134,34 @@ def eligible(op: str, backend: str, *tensors: torch.Tensor, block_size=None, for
     return takes.block_reason(block_size)
 
 
-def choose(op: str, *tensors: torch.Tensor, block_size=None) -> str:
-    """The backend that runs this call of ``op``: ``"cpu"``, ``"triton"`` or ``"reference"``."""
+class ReferenceFallbackWarning(RuntimeWarning):
+    """A call of an op runs the plain-PyTorch reference (dense-sized) although nobody asked for it."""
+
+
+_warned: set[tuple] = set()
+
+
+def explain(op: str, *tensors: torch.Tensor, block_size=None) -> tuple[str, str | None]:
+    """``(backend, why)``: the backend ``auto`` runs this call on, and, when that is the reference
+    although the op has kernels, why none of them can take it (``None`` otherwise)."""
+    entry = _entry(op)
+    devices = {t.device.type for t in tensors}
+    reasons = []
+    for backend in entry.backends:
+        reason = eligible(op, backend, *tensors, block_size=block_size)
+        if reason is None:
+            return backend, None
+        if _DEVICE[backend] in devices:  # (a backend of another device is no news)
+            reasons.append(f"{backend}: {reason}")
+    return "reference", "; ".join(reasons) if reasons else None
+
+
+def choose(op: str, *tensors: torch.Tensor, block_size=None, where: str | None = None) -> str:
+    """The backend that runs this call of ``op``: ``"cpu"``, ``"triton"`` or ``"reference"``.
+    When ``auto`` falls back to the reference for a call a kernel could not take (not for tensors
+    on ``meta``, nor when the reference was asked for), a :class:`ReferenceFallbackWarning` says
+    so once per op, ``where`` (what the call computes, e.g. the weight's shape), dtype, block size
+    and reason."""
     entry = _entry(op)
     want = "auto" if entry.exact else requested()
     if want == "reference":
@@ -143,11 +172,22 @@ def choose(op: str, *tensors: torch.Tensor, block_size=None) -> str:
             raise RuntimeError(f"SUPTICKETS_BACKEND={want}, but the {want} kernels cannot run this {op} call: "
                                f"{reason}")
         return want
-    for backend in entry.backends:
-        if eligible(op, backend, *tensors, block_size=block_size) is None:
-            return backend
-    if "cpu" in entry.backends and not _extension.available and {t.device.type for t in tensors} <= {"cpu"}:
+    backend, why = explain(op, *tensors, block_size=block_size)
+    if backend != "reference":
+        return backend
+    devices = {t.device.type for t in tensors}
+    if "cpu" in entry.backends and not _extension.available and devices <= {"cpu"}:
         _extension.warn_unavailable_once()
+    elif why is not None and "meta" not in devices and not entry.exact:
+        dtype = next((t.dtype for t in tensors if t.is_floating_point()), None)
+        block = tuple(int(b) for b in block_size) if block_size is not None else None
+        key = (op, where, dtype, block, why)
+        if key not in _warned:
+            _warned.add(key)
+            what = f"{op}{f' of a {where}' if where else ''} in {str(dtype).removeprefix('torch.')}" + (
+                f" with {block[0]}x{block[1]} blocks" if block else "")
+            warnings.warn(f"suptickets: {what} runs the plain-PyTorch reference, which builds the dense weight "
+                          f"(dense time and memory): {why}", ReferenceFallbackWarning, stacklevel=3)
     return "reference"
 
 

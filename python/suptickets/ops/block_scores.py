@@ -9,13 +9,14 @@ score of every block of the grid, on every backend.
   norms at once; the Triton kernel (``suptickets_kernels/block_scores.py``) reduces each block
   in registers: no ``[R, C]`` tensor exists at any time.
 
-Scores are returned in the dtype of the inputs.
+Scores are returned in the dtype of the inputs, and always in float32 for float16/bfloat16
+inputs (``ops/precision.py``: topology scores compute in float32).
 """
 from __future__ import annotations
 
 import torch
 
-from . import _extension, _triton, backend, reference
+from . import _extension, _triton, backend, precision, reference
 from .geometry import conv_geometry, conv_output_shape, pair
 
 KINDS = ("l1", "l2")
@@ -31,7 +32,7 @@ def block_scores(values: torch.Tensor, kind: str = "l1") -> torch.Tensor:
     _check_kind(kind)
     if values.dim() != 3:
         raise ValueError(f"block_scores: values must be [nnz, br, bc], got shape {tuple(values.shape)}")
-    values = values.detach()
+    (values,) = precision.in_float32(values.detach())
     choice = backend.choose("block_scores", values, block_size=values.shape[1:])
     return _RUN_BLOCK[choice](values, kind)
 
@@ -46,6 +47,7 @@ def linear_grad_scores(x: torch.Tensor, grad_out: torch.Tensor, block_size, kind
     """Block norms ``[R/br, C/bc]`` of ``dW = dY^T X`` for a linear layer: ``x[..., C]`` its
     input and ``grad_out[..., R]`` the gradient of its output (same leading dims)."""
     _check_kind(kind)
+    x, grad_out = precision.in_float32(x, grad_out)
     _check_grad_operands("linear_grad_scores", x, grad_out)
     br, bc = pair(block_size, "block_size", "linear_grad_scores")
     C, R = x.shape[-1], grad_out.shape[-1]
@@ -66,6 +68,7 @@ def conv2d_grad_scores(x: torch.Tensor, grad_out: torch.Tensor, block_size, *, k
     (any memory format; channels_last avoids a copy)."""
     op = "conv2d_grad_scores"
     _check_kind(kind)
+    x, grad_out = precision.in_float32(x, grad_out)
     _check_grad_operands(op, x, grad_out)
     br, bc = pair(block_size, "block_size", op)
     geometry = conv_geometry(kernel_size, stride, padding, dilation, op)
@@ -119,6 +122,9 @@ if _extension.available:
         torch._check(values.dim() == 3, lambda: "values must be [nnz, br, bc]")
         return values.new_empty((values.shape[0],))
 
+    precision.register_float32("suptickets::block_scores")
+    precision.register_float32("suptickets::grad_scores")
+
     @torch.library.register_fake("suptickets::grad_scores")
     def _grad_scores_fake(x, grad_out, block_size, kernel_size, stride, padding, dilation, kind):
         torch._check(x.dim() == 4 and grad_out.dim() == 4, lambda: "x and grad_out must be 4-D (NHWC)")
@@ -143,6 +149,9 @@ def _register_triton(kernels) -> None:
     def _conv(x: torch.Tensor, grad_out: torch.Tensor, block_size: list[int], kernel_size: list[int],
               stride: list[int], padding: list[int], dilation: list[int], kind: str, precision: str) -> torch.Tensor:
         return k.conv2d_grad_scores(x, grad_out, block_size, kernel_size, stride, padding, dilation, kind, precision)
+
+    for name in ("triton_block_scores", "triton_linear_grad_scores", "triton_conv2d_grad_scores"):
+        precision.register_float32(f"suptickets::{name}", ("cuda",))
 
     @torch.library.register_fake("suptickets::triton_block_scores")
     def _block_fake(values, kind):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _triton, backend, product, reference
+from . import _extension, _triton, backend, precision, product, reference
 from .geometry import check_kernel_fits, conv_geometry, conv_output_shape
 
 
@@ -32,8 +32,10 @@ def bsr_conv2d(
 
     ``layout.shape == (out, kh*kw*in)``; ``block_size[1]`` must divide ``in`` (a block never
     straddles two taps). Returns a new ``[B, out, Ho, Wo]`` tensor (``channels_last`` from the
-    kernels). Differentiable in ``x``, ``values`` and ``bias``.
+    kernels). Differentiable in ``x``, ``values`` and ``bias``. In a ``torch.autocast`` region
+    the three are cast to the region's dtype first (``ops/precision.py``).
     """
+    x, values, bias = precision.product_operands(x, values, bias)
     backend.check_operands("bsr_conv2d", x, values, bias)
     kernel, stride, padding, dilation = conv_geometry(kernel_size, stride, padding, dilation, "bsr_conv2d")
     if x.dim() != 4:
@@ -45,8 +47,10 @@ def bsr_conv2d(
         raise ValueError(f"bsr_conv2d: block_size[1]={layout.block_size[1]} must divide the {x.shape[1]} input "
                          "channels (a block never straddles two taps)")
     check_kernel_fits(x.shape[2:], kernel, padding, dilation, "bsr_conv2d")
-    choice = backend.choose("bsr_conv2d", x, values, block_size=layout.block_size)
-    return _RUN[choice](x, values, layout, bias, (kernel, stride, padding, dilation))
+    where = f"{tuple(layout.shape)} weight"
+    choice = backend.choose("bsr_conv2d", x, values, block_size=layout.block_size, where=where)
+    with precision.without_autocast(x.device.type):
+        return _RUN[choice](x, values, layout, bias, (kernel, stride, padding, dilation))
 
 
 def _fake(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_channels, kernel_size, stride, padding,
@@ -87,6 +91,7 @@ _RUN = {"cpu": _cpu, "triton": _triton_run, "reference": _reference}
 if _extension.available:
     product.register("suptickets::bsr_conv2d", torch.ops.suptickets.bsr_conv2d_backward, _fake, _backward_fake,
                      n_geometry=4)
+    precision.register_product("suptickets::bsr_conv2d")
 
 @_triton.on_load
 def _register_triton(kernels) -> None:
@@ -128,3 +133,4 @@ def _register_triton(kernels) -> None:
 
     product.register("suptickets::triton_bsr_conv2d", torch.ops.suptickets.triton_bsr_conv2d_backward, _fake,
                      _backward_fake, n_geometry=4)
+    precision.register_product("suptickets::triton_bsr_conv2d", ("cuda",))

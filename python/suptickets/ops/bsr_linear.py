@@ -13,24 +13,28 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _triton, backend, product, reference
+from . import _extension, _triton, backend, precision, product, reference
 
 
 def bsr_linear(x: torch.Tensor, values: torch.Tensor, layout, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``x[..., C] -> [..., R]`` with the block-sparse weight ``(values, layout)``.
 
-    ``values`` is ``[nnz, br, bc]`` (same dtype and device as ``x``); ``layout`` has
+    ``values`` is ``[nnz, br, bc]`` (same dtype and device as ``x``; in a ``torch.autocast``
+    region both, and the bias, are cast to the region's dtype, ``ops/precision.py``); ``layout`` has
     ``shape == (R, C)``, ``block_size == (br, bc)`` and the int32 index tensors of
     ``suptickets.BlockLayout``. Returns a new tensor (not a view). Differentiable in ``x``,
     ``values`` and ``bias``.
     """
+    x, values, bias = precision.product_operands(x, values, bias)
     backend.check_operands("bsr_linear", x, values, bias)
     if x.dim() == 0:
         raise ValueError("bsr_linear: input must have at least 1 dimension [..., in_features], got a 0-d tensor")
     if x.shape[-1] != layout.shape[1]:
         raise ValueError(f"bsr_linear: input has {x.shape[-1]} features, the weight expects {layout.shape[1]}")
-    choice = backend.choose("bsr_linear", x, values, block_size=layout.block_size)
-    return _RUN[choice](x, values, layout, bias)
+    where = f"{tuple(layout.shape)} weight"
+    choice = backend.choose("bsr_linear", x, values, block_size=layout.block_size, where=where)
+    with precision.without_autocast(x.device.type):
+        return _RUN[choice](x, values, layout, bias)
 
 
 def _fake(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_features):
@@ -61,6 +65,7 @@ _RUN = {"cpu": _cpu, "triton": _triton_run, "reference": reference.bsr_linear}
 if _extension.available:
     product.register("suptickets::bsr_linear", torch.ops.suptickets.bsr_linear_backward, _fake, _backward_fake,
                      n_geometry=0)
+    precision.register_product("suptickets::bsr_linear")
 
 @_triton.on_load
 def _register_triton(kernels) -> None:
@@ -94,3 +99,4 @@ def _register_triton(kernels) -> None:
 
     product.register("suptickets::triton_bsr_linear", torch.ops.suptickets.triton_bsr_linear_backward, _fake,
                      _backward_fake, n_geometry=0)
+    precision.register_product("suptickets::triton_bsr_linear", ("cuda",))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, backend, reference
+from . import _extension, backend, precision, reference
 
 
 def prune_grow(drop_scores: torch.Tensor, grow_scores: torch.Tensor | None, layout, k_drop: int,
@@ -59,6 +59,8 @@ _RUN = {"cpu": _cpu, "reference": reference.prune_grow}
 
 
 if _extension.available:
+
+    precision.register_float32("suptickets::prune_grow")
 
     @torch.library.register_fake("suptickets::prune_grow")
     def _prune_grow_fake(drop_scores, grow_scores, rows, cols, k_drop, k_grow):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, backend, reference
+from . import _extension, backend, precision, reference
 
 
 def select_k(scores: torch.Tensor, k: int, largest: bool = False, skip: torch.Tensor | None = None) -> torch.Tensor:
@@ -41,6 +41,8 @@ _RUN = {"cpu": _cpu, "reference": reference.select_k}
 
 
 if _extension.available:
+
+    precision.register_float32("suptickets::select_k")
 
     @torch.library.register_fake("suptickets::select_k")
     def _select_k_fake(scores, k, largest, skip):

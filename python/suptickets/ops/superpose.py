@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _triton, backend, block_union, reference
+from . import _extension, _triton, backend, block_union, precision, reference
 from .merge_rule import MODES, merge_weights
 
 
@@ -91,7 +91,7 @@ def superpose_union(acc_values, acc_rows, acc_cols, acc_counts, values, rows, co
                     beta: float = 0.8, kind: str = "l1"):
     """``(values, rows, cols, counts, scores)`` of the merged blocks, row-major (see module doc)."""
     _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind)
-    acc_values, values = acc_values.detach(), values.detach()
+    acc_values, values = precision.in_float32(acc_values.detach(), values.detach())
     return _RUN_UNION[_choose(acc_values, values)](acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols,
                                                    int(t), mode, float(beta), kind)
 
@@ -104,6 +104,12 @@ def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t
     _check(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, mode, beta, kind)
     if not acc_values.is_contiguous():
         raise ValueError("acc_values must be contiguous (it is written in place)")
+    if acc_values.dtype in precision.LOW_PRECISION:  # merged in float32, then written back
+        acc32 = acc_values.detach().float()
+        result = superpose_(acc32, acc_rows, acc_cols, acc_counts, values.float(), rows, cols, t, mode, beta, kind)
+        with torch.no_grad():
+            acc_values.copy_(acc32)
+        return result
     with torch.no_grad():
         return _RUN_SUPERPOSE[_choose(acc_values, values)](acc_values, acc_rows, acc_cols, acc_counts,
                                                            values.detach(), rows, cols, int(t), mode, float(beta),
@@ -111,6 +117,9 @@ def superpose_(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t
 
 
 if _extension.available:
+
+    precision.register_float32("suptickets::superpose_union")
+    precision.register_float32("suptickets::superpose_")
 
     @torch.library.register_fake("suptickets::superpose_union")
     def _superpose_union_fake(acc_values, acc_rows, acc_cols, acc_counts, values, rows, cols, t, rule, beta, kind):
@@ -132,6 +141,8 @@ def _register_triton(kernels) -> None:
                src_ticket: torch.Tensor, rule: str, a: float, b: float,
                kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return kernels.superpose.merge(acc_values, acc_counts, src_acc, values, src_ticket, rule, a, b, kind)
+
+    precision.register_float32("suptickets::triton_superpose_merge", ("cuda",))
 
     @torch.library.register_fake("suptickets::triton_superpose_merge")
     def _merge_fake(acc_values, acc_counts, src_acc, values, src_ticket, rule, a, b, kind):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..ops import backend
 from .conv import SparseConv2d, conv_weight2d
 from .distribution import LayerShape, layer_densities
 from .layout import BlockLayout, _as_pair
@@ -25,6 +26,7 @@ class LayerRow:
     nnz: int           # active weights
     block_size: tuple | None
     status: str        # "sparse" or why the layer is dense
+    path: str = "torch"  # what runs the layer's product: "cpu", "triton", "reference (why)" or torch's dense op
 
 
 class SparsityTable(list):
@@ -36,14 +38,14 @@ class SparsityTable(list):
         return sum(r.nnz for r in self) / total if total else 1.0
 
     def __str__(self) -> str:
-        header = ("layer", "type", "shape", "block", "density", "nnz", "status")
+        header = ("layer", "type", "shape", "block", "density", "nnz", "status", "path")
         body = [
             (r.name or "<model>", r.kind, "x".join(map(str, r.shape)),
              "-" if r.block_size is None else f"{r.block_size[0]}x{r.block_size[1]}",
-             f"{r.density:.4f}", str(r.nnz), r.status)
+             f"{r.density:.4f}", str(r.nnz), r.status, r.path)
             for r in self
         ]
-        body.append(("total", "", "", "", f"{self.density:.4f}", str(sum(r.nnz for r in self)), ""))
+        body.append(("total", "", "", "", f"{self.density:.4f}", str(sum(r.nnz for r in self)), "", ""))
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *body]]
         lines.insert(1, "  ".join("-" * w for w in widths))
@@ -163,19 +165,27 @@ def sparsify(model: nn.Module, *, density, distribution: str = "erk", block_size
     return (model, sparsity_table(model)) if return_table else model
 
 
+def _path(module: BlockSparseWeight) -> str:
+    """What runs the layer's product for weights of its dtype and device (``ops.backend.explain``)."""
+    op = "bsr_conv2d" if isinstance(module, SparseConv2d) else "bsr_linear"
+    chosen, why = backend.explain(op, module.values, block_size=module.block_size)
+    return chosen if why is None else f"{chosen} ({why})"
+
+
 def sparsity_table(model: nn.Module) -> SparsityTable:
-    """One row per Linear/Conv2d layer, sparse or dense, with its density and active weights."""
+    """One row per Linear/Conv2d layer, sparse or dense, with its density, active weights and the
+    path its product takes (the backend for its weights' dtype and device, or torch's dense op)."""
     table = SparsityTable()
     for name, module in model.named_modules():
         if isinstance(module, BlockSparseWeight):
             shape = _weight_shape(module)
             nnz = module.nnz * module.block_size[0] * module.block_size[1]
             table.append(LayerRow(name, type(module).__name__.replace("Sparse", ""), shape, module.density, nnz,
-                                  module.block_size, "sparse"))
+                                  module.block_size, "sparse", _path(module)))
         elif isinstance(module, (nn.Linear, nn.Conv2d)):
             shape = tuple(module.weight.shape)
             table.append(LayerRow(name, type(module).__name__, shape, 1.0, _numel(shape), None,
-                                  "dense: " + getattr(module, _KEPT_DENSE, "not sparsified")))
+                                  "dense: " + getattr(module, _KEPT_DENSE, "not sparsified"), "torch (dense)"))
     return table
 
 

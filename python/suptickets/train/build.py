@@ -14,6 +14,7 @@ from ..sparse import sparsify, sparsity_table
 from . import distributed
 from .config import Config, ConfigError
 from .models import build_model
+from .precision import Precision
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,10 +104,10 @@ class Training:
 
 
 def build_training(c: Config, data, device: torch.device, ctx: distributed.Context, total_steps: int,
-                   steps_per_epoch: int, say=print) -> Training:
-    """The model (rank 0's weights on every process), SGD, the step schedule of the
-    milestones (1/2 and 3/4 of the base phase unless given), the booster and the method."""
-    model = build_sparse_model(c, data).to(device)
+                   steps_per_epoch: int, precision: Precision, say=print) -> Training:
+    """The model in the run's precision (rank 0's weights on every process), SGD, the step schedule
+    of the milestones (1/2 and 3/4 of the base phase unless given), the booster and the method."""
+    model = precision.model(build_sparse_model(c, data).to(device))
     if ctx.distributed:
         distributed.broadcast_state(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)

@@ -41,7 +41,7 @@ from .runner import DivergenceError, Run
 EXIT_USAGE = 2    # bad input: an option, a data file, a checkpoint, a folder
 EXIT_FAILURE = 1  # the run itself failed: diverged, or a process did not answer
 # options a config.json of an older version lacks (their defaults apply)
-_ADDED_LATER = {"dist_timeout", "val_size", "drop_schedule", "cycles", "ticket_trace"}
+_ADDED_LATER = {"dist_timeout", "val_size", "drop_schedule", "cycles", "ticket_trace", "precision"}
 _RESUMABLE = {"quiet", "threads", "workers", "device", "dist_timeout"}  # what --resume may change
 
 
@@ -106,6 +106,8 @@ OPTIONS = [
         ("preset", str, _choices(PRESETS) + " (the paper's Tables 7 and 8; unset: the dataset's)"),
         ("seed", int, ""),
         ("device", str, "auto | cpu | cuda | cuda:N"),
+        ("precision", str, "fp32 | bf16-mixed (autocast, float32 master weights) | bf16 (the whole model in "
+                           "bfloat16)"),
         ("threads", int, "CPU threads (torch.set_num_threads; unset: torch's default)"),
         ("out", str, "run folder (unset: runs/<dataset>-<model>-<method>[-sup]-<sparsity %>)"),
         ("eval-every", int, "test every N epochs"),

@@ -20,6 +20,7 @@ from .. import methods as _methods
 from ..ops.geometry import pair
 from .data import DATASETS
 from .models import MODELS
+from .precision import PRECISIONS
 
 METHODS = ("dense", *_methods.METHODS)
 DISTRIBUTIONS = ("erk", "er", "uniform")
@@ -83,6 +84,7 @@ class Config:
     eval_every: int = 1
     keep_checkpoints: int = 2
     dist_timeout: float = 600.0      # seconds a process waits for the others before the job stops
+    precision: str = "fp32"          # fp32 | bf16-mixed | bf16 (train/precision.py)
     preset: str | None = None
 
     def as_dict(self) -> dict:
@@ -261,7 +263,7 @@ def normalise(values: dict) -> dict:
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "y": True, "false": False, "no": False, "off": False, "n": False}
 BOOL_FIELDS = ("dense_first", "sup_tickets", "base_ticket", "ticket_trace")
 _STR_FIELDS = ("dataset", "data_dir", "model", "method", "distribution", "drop_schedule", "superpose", "reprune", "bn",
-               "device", "out", "preset")
+               "device", "out", "preset", "precision")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -310,6 +312,7 @@ def validate(c: Config) -> None:
     _in(c.superpose, "--superpose", ("cia", "caa", "cima"))
     _in(c.reprune, "--reprune", ("layer", "global"))
     _in(c.bn, "--bn", ("average", "recompute"))
+    _in(c.precision, "--precision", PRECISIONS)
     if c.drop_schedule is not None:
         _in(c.drop_schedule, "--drop-schedule", ("constant", "cosine"))
     _number(c.sparsity, "--sparsity", 0, 1, high_open=True)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from ..sparse import sparsity_table
 from . import distributed, flops, strict_json
 from .checkpoint import atomic_save, atomic_write_text
-from .metrics import evaluate_batches
 from .plots import write_plots
 from .report import markdown, result_table
 
@@ -16,11 +15,11 @@ if TYPE_CHECKING:
     from .runner import Run
 
 
-def evaluations(model, data, device, outputs: str = "logits") -> dict:
-    """Test metrics of ``model``, and validation metrics when ``data`` holds a validation split."""
-    result = {"test": evaluate_batches(model, data.test_batches(512), device, outputs)}
-    if getattr(data, "val_size", 0):
-        result["val"] = evaluate_batches(model, data.val_batches(512), device, outputs)
+def evaluations(run: Run, model, outputs: str = "logits") -> dict:
+    """Test metrics of ``model``, and validation metrics when the run's data hold a validation split."""
+    result = {"test": run.evaluate(model, run.data.test_batches(512), outputs)}
+    if getattr(run.data, "val_size", 0):
+        result["val"] = run.evaluate(model, run.data.val_batches(512), outputs)
     return result
 
 
@@ -33,24 +32,25 @@ def finish(run: Run, train_time: float) -> dict:
         raise RuntimeError("the sparse layouts differ across processes after training")
     if not ctx.main:
         return {}
-    final = evaluate_batches(model, data.test_batches(512), device)
+    final = run.evaluate(model, data.test_batches(512))
     output, network, final_network = model, "final network", None
     if boost is not None:
         loader = None
         if c.bn == "recompute":
-            loader = [x.to(device) for x, _ in data.train_batches(c.epochs + 1, c.batch_size, c.seed)]
+            loader = [run.precision.inputs(x.to(device))
+                      for x, _ in data.train_batches(c.epochs + 1, c.batch_size, c.seed)]
         output = sparse.ultimate_model(loader=loader)
         network = f"ultimate ticket ({len(boost.collected)} tickets superposed, {c.superpose})"
         final_network = final
-        result = evaluate_batches(output, data.test_batches(512), device)
+        result = run.evaluate(output, data.test_batches(512))
     else:
         result = final
     trace = None
     if boost is not None and c.ticket_trace:
-        trace = {"events": run.trace, "ultimate": evaluations(output, data, device),
-                 "ensemble": evaluations(sparse.ticket_ensemble(), data, device, outputs="probs"),
-                 "final": evaluations(model, data, device)}
-    validation = (evaluate_batches(output, data.val_batches(512), device) if getattr(data, "val_size", 0) else None)
+        trace = {"events": run.trace, "ultimate": evaluations(run, output),
+                 "ensemble": evaluations(run, sparse.ticket_ensemble(), outputs="probs"),
+                 "final": evaluations(run, model)}
+    validation = run.evaluate(output, data.val_batches(512)) if getattr(data, "val_size", 0) else None
     input_size = (c.batch_size, data.in_channels, data.image_size, data.image_size)
     if sparse is not None:
         train_flops = flops.report(model, input_size, method=sparse)

@@ -59,16 +59,22 @@ def evaluate(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
 
 
 @torch.no_grad()
-def evaluate_batches(model: torch.nn.Module, batches, device=None, outputs: str = "logits") -> dict:
+def evaluate_batches(model: torch.nn.Module, batches, device=None, outputs: str = "logits", precision=None) -> dict:
     """``{"accuracy", "ece", "nll"}`` of ``model`` (eval mode) over an iterable of ``(inputs,
-    labels)`` batches (moved to ``device`` when given), e.g. a ``DataLoader``."""
+    labels)`` batches (moved to ``device`` when given), e.g. a ``DataLoader``; with a
+    ``train.precision.Precision``, in the run's precision."""
     if outputs not in ("logits", "probs"):
         raise ValueError(f"outputs must be 'logits' or 'probs', got {outputs!r}")
     was_training = model.training
     model.eval()
     probs, labels = [], []
     for x, y in batches:
-        out = model(x.to(device) if device is not None else x).double()
+        x = x.to(device) if device is not None else x
+        if precision is not None:
+            with precision.autocast():
+                out = model(precision.inputs(x)).double()
+        else:
+            out = model(x).double()
         probs.append((torch.softmax(out, 1) if outputs == "logits" else out).cpu())
         labels.append(y.cpu())
     model.train(was_training)

@@ -38,6 +38,7 @@ from .config import Config, ConfigError
 from .data import load_dataset
 from .finish import evaluations, finish
 from .metrics import evaluate_batches
+from .precision import Precision
 
 _LR_TRACE_POINTS = 20_000
 # options a resume may change (they do not change the result)
@@ -86,8 +87,9 @@ class Run:
         if c.batch_size < self.ctx.world:
             raise ConfigError(f"--batch-size {c.batch_size} is smaller than the {self.ctx.world} processes")
         self.total_steps = c.epochs * self.steps_per_epoch
+        self.precision = Precision(c.precision, self.device)
         parts = build.build_training(c, self.data, self.device, self.ctx, self.total_steps, self.steps_per_epoch,
-                                     self._say)
+                                     self.precision, self._say)
         self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
         self.milestones, self.boost, self.sparse = parts.milestones, parts.boost, parts.sparse
         self.epoch = 0
@@ -230,10 +232,10 @@ class Run:
                "epoch_time_s": elapsed, "cpu_time_s": cpu, "images_per_s": seen / elapsed}
         if ctx.main:
             if epoch % c.eval_every == 0 or epoch == c.epochs:
-                test = evaluate_batches(self.model, self.data.test_batches(512), self.device)
+                test = self.evaluate(self.model, self.data.test_batches(512))
                 row.update(test_accuracy=test["accuracy"], test_nll=test["nll"], test_ece=test["ece"])
                 if getattr(self.data, "val_size", 0):
-                    val = evaluate_batches(self.model, self.data.val_batches(512), self.device)
+                    val = self.evaluate(self.model, self.data.val_batches(512))
                     row.update(val_accuracy=val["accuracy"], val_nll=val["nll"], val_ece=val["ece"])
             self.metrics.append(row)
             append_text(strict_json.dumps(row) + "\n", self.path("metrics.jsonl"))
@@ -251,9 +253,10 @@ class Run:
         """One optimizer step on the batch ``(x, y)``; stops (``DivergenceError``) before applying
         a step whose loss, or whose sparse layers' weights or gradients, are not finite."""
         c, ctx = self.config, self.ctx
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        out = self.model(x)
-        loss = F.cross_entropy(out, y, reduction="sum")
+        x, y = self.precision.inputs(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
+        with self.precision.autocast():
+            out = self.model(x)
+            loss = F.cross_entropy(out.float(), y, reduction="sum")
         loss_value = float(loss.detach())
         if ctx.distributed:  # every rank sees the global loss and stops at the same step
             loss_value = distributed.all_reduce_sum([loss_value], self.device)[0]
@@ -276,6 +279,10 @@ class Run:
             self._trace_step(self._step)
         return out, loss
 
+    def evaluate(self, model, batches, outputs: str = "logits") -> dict:
+        """Accuracy, ECE and NLL of ``model`` over ``batches``, in the run's precision."""
+        return evaluate_batches(model, batches, self.device, outputs, self.precision)
+
     def _trace_step(self, t: int) -> None:
         """--ticket-trace: after step ``t``, the ticket just collected (from its saved state) and
         the live network right after an exploration, each on the validation and test sets."""
@@ -283,9 +290,9 @@ class Run:
         if boost.collects(t):
             ticket = self.sparse.ticket_ensemble().members[-1]
             self.trace.append({"step": t, "event": "ticket", "index": len(boost.collected) - 1,
-                               **evaluations(ticket, self.data, self.device)})
+                               **evaluations(self, ticket)})
         if boost.explores(t):
-            self.trace.append({"step": t, "event": "explored", **evaluations(self.model, self.data, self.device)})
+            self.trace.append({"step": t, "event": "explored", **evaluations(self, self.model)})
         self._trace_seconds += time.perf_counter() - began
         self._trace_cpu += time.process_time() - cpu_began
 
