@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train_step.py            # both models, ERK 90 % and 95 %, blocks 1 4 8 16 32
     python benchmarks/bench_train_step.py --quick    # VGG-16, ERK 90 %, blocks 1 and 32 (< 3 minutes)
+    python benchmarks/bench_train_step.py --precision bf16-mixed   # both steps under bf16 autocast
 
 A step is forward, backward and SGD with momentum on a batch of 128 32x32 images, plus RigL's
 topology update amortised at delta T = 100: (99 plain steps + 1 update step) / 100, the update
@@ -37,9 +38,10 @@ BATCH = 128
 UPDATE_EVERY = 100
 
 
-def make_run(model_name: str, density: float | None, block: int, seed: int = 0, update_every: int = UPDATE_EVERY):
+def make_run(model_name: str, density: float | None, block: int, seed: int = 0, update_every: int = UPDATE_EVERY,
+             precision: str = "fp32"):
     """(model, optimizer, SparseTraining or None, step function); with update_every=1 every step
-    is a RigL update step."""
+    is a RigL update step; "bf16-mixed" runs forward and loss under bf16 autocast."""
     torch.manual_seed(seed)
     model = build_model(model_name, in_channels=3, image_size=32, num_classes=10)
     if density is not None:
@@ -52,7 +54,8 @@ def make_run(model_name: str, density: float | None, block: int, seed: int = 0, 
     y = torch.randint(0, 10, (BATCH,))
 
     def step():
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+            loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step() if training is None else training.step()
@@ -70,16 +73,18 @@ def outside_share(step) -> float:
     return 1 - ours / total if total else float("nan")
 
 
-def peak_in_fresh_process(model_name, density, block, runs: int = 3) -> float:
+def peak_in_fresh_process(model_name, density, block, runs: int = 3, precision: str = "fp32") -> float:
     """Median over `runs` fresh processes (a process's resident high-water mark varies by tens of MB)."""
-    args = [sys.executable, os.path.abspath(__file__), "--peak-of", model_name, str(density), str(block)]
+    args = [sys.executable, os.path.abspath(__file__), "--peak-of", model_name, str(density), str(block),
+            "--precision", precision]
     peaks = [float(subprocess.run(args, check=True, capture_output=True, text=True).stdout.split()[-1])
              for _ in range(runs)]
     return sorted(peaks)[runs // 2]
 
 
-def print_peak(model_name, density, block):
-    _, _, _, step = make_run(model_name, None if density == "dense" else float(density), int(block))
+def print_peak(model_name, density, block, precision):
+    _, _, _, step = make_run(model_name, None if density == "dense" else float(density), int(block),
+                             precision=precision)
     step()  # the first step allocates optimizer state and workspaces
     print(f"{peak_mb(step):.0f}")
 
@@ -93,10 +98,12 @@ def main(argv=None):
                         "with --quick 1,32")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--precision", choices=("fp32", "bf16-mixed"), default="fp32",
+                        help="bf16-mixed: dense and sparse steps under torch.autocast(bfloat16)")
     parser.add_argument("--peak-of", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peak_of:
-        return print_peak(*args.peak_of)
+        return print_peak(*args.peak_of, args.precision)
     if args.threads:
         torch.set_num_threads(args.threads)
     models = (args.models or ("vgg16" if args.quick else "vgg16,resnet18")).split(",")
@@ -105,18 +112,18 @@ def main(argv=None):
     peak_runs = 1 if args.quick else 3
     repeats = args.repeats or (3 if args.quick else 5)
     print(f"# suptickets {st.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, float32, "
+          f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, {args.precision}, "
           f"batch {BATCH}, RigL update every {UPDATE_EVERY} steps amortised")
     header = ("model", "sparsity", "block", "dense img/s", "sparse img/s", "speedup", "FLOPs ratio", "eta_step",
               "dense peak MB", "sparse peak MB", "outside")
     rows = []
     for model_name in models:
-        _, _, _, dense_step = make_run(model_name, None, 1)
-        dense_peak = peak_in_fresh_process(model_name, "dense", 1, peak_runs)
+        _, _, _, dense_step = make_run(model_name, None, 1, precision=args.precision)
+        dense_peak = peak_in_fresh_process(model_name, "dense", 1, peak_runs, args.precision)
         for sparsity in sparsities:
             for block in blocks:
-                model, _, training, step = make_run(model_name, 1 - sparsity, block)
-                *_, update_step = make_run(model_name, 1 - sparsity, block, update_every=1)
+                model, _, training, step = make_run(model_name, 1 - sparsity, block, precision=args.precision)
+                *_, update_step = make_run(model_name, 1 - sparsity, block, update_every=1, precision=args.precision)
                 dense_ms, plain_ms = interleaved_median_ms([dense_step, step], repeats)
                 update_ms = median_ms(update_step, max(1, repeats // 2))  # RigL's score, selection, re-pack
                 sparse_ms = ((UPDATE_EVERY - 1) * plain_ms + update_ms) / UPDATE_EVERY
@@ -125,7 +132,7 @@ def main(argv=None):
                 rows.append((model_name, f"{sparsity:.2f}", f"{block}x{block}", f"{BATCH / dense_ms * 1e3:.0f}",
                              f"{BATCH / sparse_ms * 1e3:.0f}", f"{speedup:.2f}x", f"{ratio:.3f}",
                              f"{speedup * ratio:.2f}", f"{dense_peak:.0f}",
-                             f"{peak_in_fresh_process(model_name, 1 - sparsity, block, peak_runs):.0f}",
+                             f"{peak_in_fresh_process(model_name, 1 - sparsity, block, peak_runs, args.precision):.0f}",
                              f"{outside_share(step):.0%}"))
                 print(f"  {model_name} {sparsity} {block}x{block}: {speedup:.2f}x", file=sys.stderr, flush=True)
     print(markdown_table(header, rows))

@@ -29,8 +29,9 @@ def test_smoke_run_prints_every_table(tmp_path):
     assert len(rows) == 2 * 3 * 2, out  # linear and conv x 3 densities x fp16, fp32
     assert all(len(r) == len(header[0].split("|")[1:-1]) for r in rows)
     assert all(float(r[5]) > 0 and float(r[9]) > 0 for r in rows), out  # sparse times were measured
-    model_rows = [line for line in out.splitlines() if line.startswith("| cnn 8x8 |")]
-    assert len(model_rows) == 1 and float(model_rows[0].split("|")[5]) > 0, out
+    model_rows = [line for line in out.splitlines() if line.startswith("| cnn 8x8, ")]
+    assert len(model_rows) == 2 and all(float(r.split("|")[5]) > 0 for r in model_rows), out
+    assert "| cnn 8x8, autocast float16 |" in out  # the autocast step (float32 weights)
 
 
 def test_run_all_is_valid_bash():

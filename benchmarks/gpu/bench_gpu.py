@@ -253,35 +253,42 @@ def torch_bsr_ms(W_masked, x, b, repeats):
 
 
 def bench_training(smoke: bool, repeats: int):
-    """Yields one row per model: a training step (forward, backward, SGD) of the networks
-    ``suptickets train`` builds, dense against sparse (ERK 0.1, the Triton kernels). The smoke
-    run takes the small ``cnn`` on 8x8 images with 16x16 blocks (whole CIFAR networks are too
-    slow for the interpreter)."""
+    """Yields one row per model and precision: a training step (forward, backward, SGD) of the
+    networks ``suptickets train`` builds, dense against sparse (ERK 0.1, the Triton kernels), with
+    the weights in bf16, and then VGG-16 with float32 weights under ``torch.autocast`` (bf16), as
+    most GPU training runs. The smoke run takes the small ``cnn`` on 8x8 images with 16x16 blocks
+    in float16 (whole CIFAR networks are too slow for the interpreter)."""
     dev = device()
     dtype = torch.float16 if smoke else torch.bfloat16
     batch, size, block = (2, 8, 16) if smoke else (128, 32, 64)
-    names = ("cnn",) if smoke else ("vgg16", "resnet50")
-    x = torch.randn(batch, 3, size, size, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
+    runs = [("cnn", "weights"), ("cnn", "autocast")] if smoke else [("vgg16", "weights"), ("resnet50", "weights"),
+                                                                    ("vgg16", "autocast")]
     y = torch.randint(0, 100, (batch,), device=dev)
-    for name in names:
+    for name, precision in runs:
+        autocast = precision == "autocast"
+        x = torch.randn(batch, 3, size, size, device=dev, dtype=torch.float32 if autocast else dtype)
+        x = x.to(memory_format=torch.channels_last)
         times, peaks = [], []
         for sparse in (False, True):
             torch.manual_seed(0)
             model = build_model(name, in_channels=3, image_size=size, num_classes=100)
             if sparse:
                 model = st.sparsify(model, density=0.1, distribution="erk", block_size=(block, block))
-            model = model.to(dev, dtype).to(memory_format=torch.channels_last)
+            model = model.to(dev, torch.float32 if autocast else dtype).to(memory_format=torch.channels_last)
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
             def step():
-                loss = F.cross_entropy(model(x).float(), y)
+                with torch.autocast(dev.split(":")[0], dtype=dtype, enabled=autocast):
+                    loss = F.cross_entropy(model(x).float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
 
             times.append(timed(step, repeats))
             peaks.append(peak_mib(step))
-        yield (f"{name} {size}x{size}", batch, block, times[0], times[1], times[0] / times[1], peaks[0], peaks[1])
+        label = f"{name} {size}x{size}, " + (f"autocast {str(dtype).removeprefix('torch.')}" if autocast
+                                              else f"{str(dtype).removeprefix('torch.')} weights")
+        yield (label, batch, block, times[0], times[1], times[0] / times[1], peaks[0], peaks[1])
 
 
 def print_table(header, rows, budget_end: float) -> None:
