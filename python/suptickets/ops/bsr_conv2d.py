@@ -53,6 +53,19 @@ def bsr_conv2d(
         return _RUN[choice](x, values, layout, bias, (kernel, stride, padding, dilation))
 
 
+def bsr_conv2d_weight_grads(x: torch.Tensor, grad_out: torch.Tensor, values: torch.Tensor, layout,
+                            with_bias: bool = True, *, kernel_size, stride=1, padding=0,
+                            dilation=1) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(dvalues, dbias)`` of ``bsr_conv2d`` for the NCHW input ``x`` and output gradient
+    ``grad_out`` (same dtype), without ``dX`` (see ``bsr_linear_weight_grads``)."""
+    geometry = conv_geometry(kernel_size, stride, padding, dilation, "bsr_conv2d_weight_grads")
+    if x.dim() != 4 or grad_out.dim() != 4 or x.dtype != grad_out.dtype:
+        raise ValueError("bsr_conv2d_weight_grads: x and grad_out must be 4-D NCHW tensors of one dtype")
+    x, grad_out = x.detach(), grad_out.detach()
+    choice = backend.choose("bsr_conv2d", x, values.to(x.dtype), block_size=layout.block_size)
+    return _GRADS[choice](x, grad_out, values, layout, with_bias, geometry)
+
+
 def _fake(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_channels, kernel_size, stride, padding,
           dilation):
     torch._check(x.dim() == 4, lambda: "input must be 4-D")
@@ -87,6 +100,15 @@ def _reference(x, values, layout, bias, geometry):
 
 
 _RUN = {"cpu": _cpu, "triton": _triton_run, "reference": _reference}
+_GRADS = {
+    "cpu": lambda x, g, v, layout, with_bias, geometry: product.weight_grads(
+        torch.ops.suptickets.bsr_conv2d_backward, g, x, v, layout, tuple(list(p) for p in geometry), with_bias),
+    "triton": lambda x, g, v, layout, with_bias, geometry: product.weight_grads(
+        torch.ops.suptickets.triton_bsr_conv2d_backward, g, x, v, layout, tuple(list(p) for p in geometry), with_bias,
+        (_triton.fp32_precision(),)),
+    "reference": lambda x, g, v, layout, with_bias, geometry: product.reference_weight_grads(
+        lambda vv, b: _reference(x, vv, layout, b, geometry), g, v, g.shape[1] if with_bias else None),
+}
 
 if _extension.available:
     product.register("suptickets::bsr_conv2d", torch.ops.suptickets.bsr_conv2d_backward, _fake, _backward_fake,

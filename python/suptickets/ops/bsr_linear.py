@@ -37,6 +37,20 @@ def bsr_linear(x: torch.Tensor, values: torch.Tensor, layout, bias: torch.Tensor
         return _RUN[choice](x, values, layout, bias)
 
 
+def bsr_linear_weight_grads(x: torch.Tensor, grad_out: torch.Tensor, values: torch.Tensor, layout,
+                            with_bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(dvalues, dbias)`` of ``bsr_linear`` for the input ``x[..., C]`` and output gradient
+    ``grad_out[..., R]`` (same leading dims and dtype), without ``dX``: the backward pass's SDDMM and
+    bias sum, the same arithmetic as autograd's for the same tensors (data parallelism recomputes
+    them on the gathered batch). ``dbias`` is None without ``with_bias``; results in ``values``' dtype."""
+    if x.shape[:-1] != grad_out.shape[:-1] or x.dtype != grad_out.dtype:
+        raise ValueError(f"bsr_linear_weight_grads: x {tuple(x.shape)} {x.dtype} and grad_out "
+                         f"{tuple(grad_out.shape)} {grad_out.dtype} must share leading dims and dtype")
+    x, grad_out = x.detach(), grad_out.detach()
+    choice = backend.choose("bsr_linear", x, values.to(x.dtype), block_size=layout.block_size)
+    return _GRADS[choice](x, grad_out, values, layout, with_bias)
+
+
 def _fake(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_features):
     torch._check(values.dim() == 3, lambda: "values must be [nnz, br, bc]")
     torch._check(x.dtype == values.dtype, lambda: "input and values must have the same dtype")
@@ -61,6 +75,14 @@ def _triton_run(x, values, layout, bias):
 
 
 _RUN = {"cpu": _cpu, "triton": _triton_run, "reference": reference.bsr_linear}
+_GRADS = {
+    "cpu": lambda x, g, v, layout, with_bias: product.weight_grads(
+        torch.ops.suptickets.bsr_linear_backward, g, x, v, layout, (), with_bias),
+    "triton": lambda x, g, v, layout, with_bias: product.weight_grads(
+        torch.ops.suptickets.triton_bsr_linear_backward, g, x, v, layout, (), with_bias, (_triton.fp32_precision(),)),
+    "reference": lambda x, g, v, layout, with_bias: product.reference_weight_grads(
+        lambda vv, b: reference.bsr_linear(x, vv, layout, b), g, v, g.shape[-1] if with_bias else None),
+}
 
 if _extension.available:
     product.register("suptickets::bsr_linear", torch.ops.suptickets.bsr_linear_backward, _fake, _backward_fake,

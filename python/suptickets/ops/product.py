@@ -52,3 +52,22 @@ def register(op: str, backward_op, fake: Callable, backward_fake: Callable, n_ge
 def layout_args(layout) -> tuple[torch.Tensor, ...]:
     """The index tensors of a ``BlockLayout`` in the order of the operators' schemas."""
     return (layout.rows, layout.cols, layout.row_ptr, layout.col_ptr, layout.col_perm)
+
+
+def weight_grads(backward_op, grad, x, values, layout, geometry: tuple, with_bias: bool, extra: tuple = ()):
+    """``(dvalues, dbias or None)`` from an operator pair's backward, without ``dX``: the SDDMM and
+    the bias sum on the given input and output gradient (in ``x``'s dtype; ``values`` is cast to it
+    and ``dvalues`` back to ``values``' dtype, as autograd does for an autocast cast)."""
+    _, dv, db = backward_op(grad, x, values.detach().to(x.dtype), *layout_args(layout), *geometry, False, True,
+                            with_bias, *extra)
+    return dv.to(values.dtype), (db.to(values.dtype) if with_bias else None)
+
+
+def reference_weight_grads(forward, grad_out, values, bias_size: int | None):
+    """``weight_grads`` through the reference's autograd: ``forward(v, b)`` the reference product
+    of leaves ``v`` (``values`` in ``grad_out``'s dtype) and ``b`` (zeros of ``bias_size``, or None)."""
+    v = values.detach().to(grad_out.dtype).requires_grad_()
+    b = None if bias_size is None else torch.zeros(bias_size, dtype=grad_out.dtype, device=grad_out.device,
+                                                   requires_grad=True)
+    grads = torch.autograd.grad(forward(v, b), [t for t in (v, b) if t is not None], grad_out)
+    return grads[0].to(values.dtype), (grads[1].to(values.dtype) if b is not None else None)

@@ -88,6 +88,10 @@ class SparseConv2d(BlockSparseWeight):
 
     _channel_dim = 1  # of the output (gradient)
 
+    def _weight_grads(self, x, grad, with_bias):
+        return ops.bsr_conv2d_weight_grads(x, grad, self.values, self.layout, with_bias, kernel_size=self.kernel_size,
+                                           stride=self.stride, padding=self.padding, dilation=self.dilation)
+
     def _grad_scores(self, inputs, grads, kind):
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
         g = grads[0] if len(grads) == 1 else torch.cat(grads)

@@ -49,6 +49,9 @@ class SparseLinear(BlockSparseWeight):
 
     _channel_dim = -1  # of the output (gradient)
 
+    def _weight_grads(self, x, grad, with_bias):
+        return ops.bsr_linear_weight_grads(x, grad, self.values, self.layout, with_bias)
+
     def _grad_scores(self, inputs, grads, kind):
         x = torch.cat([t.reshape(-1, self.in_features) for t in inputs])
         g = torch.cat([t.reshape(-1, t.shape[-1]) for t in grads])

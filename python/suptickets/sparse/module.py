@@ -181,8 +181,15 @@ class BlockSparseWeight(nn.Module):
         self._captured_inputs: list[torch.Tensor] = []
         self._captured_grads: list[torch.Tensor] = []
 
+    def capture_every_step(self, enabled: bool = True) -> None:
+        """Keeps the input and output gradient of every step (not only of the steps armed by
+        ``capture_gradients``, which still releases them after each step): what
+        :meth:`batch_weight_grads` reads under data parallelism."""
+        self._capture_always = bool(enabled)
+
     def _capture(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        if not getattr(self, "_capture_enabled", False) or not (torch.is_grad_enabled() and out.requires_grad):
+        armed = getattr(self, "_capture_enabled", False) or getattr(self, "_capture_always", False)
+        if not armed or not (torch.is_grad_enabled() and out.requires_grad):
             return
         grads = self._captured_grads
         self._captured_inputs.append(x.detach())
@@ -215,6 +222,24 @@ class BlockSparseWeight(nn.Module):
             n = min(block_rows, rows - r0) * br
             part = grads if n == rows * br else [g.narrow(dim, r0 * br, n) for g in grads]
             yield r0, self._grad_scores(inputs, part, kind)
+
+    def batch_weight_grads(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """``(dvalues, dbias)`` of the global batch of the captured pass: every rank's captured
+        inputs and output gradients gathered in rank order (``collective.gather_batch``) and the
+        backward's SDDMM and bias sum run on them, the arithmetic one process does on the whole
+        batch. None when nothing was captured this step."""
+        xs, gs = getattr(self, "_captured_inputs", []), getattr(self, "_captured_grads", [])
+        if not xs or len(xs) != len(gs):
+            return None
+        pairs = [self._weight_grads(x, g, self.bias is not None) for x, g in zip(gather_batch(xs), gather_batch(gs))]
+        dv, db = pairs[0]
+        for v, b in pairs[1:]:  # a layer applied more than once in the step
+            dv = dv + v
+            db = None if db is None else db + b
+        return dv, db
+
+    def _weight_grads(self, x: torch.Tensor, grad: torch.Tensor, with_bias: bool):
+        raise NotImplementedError
 
     _channel_dim: int  # the output channels' dimension of the layer's output
 

@@ -1,11 +1,18 @@
 """Data-parallel training over ``torch.distributed`` processes started by ``torchrun``.
 
-Each process holds the whole (sparse) model and computes the gradient of its part of every
-global batch, scaled as its share of the global batch's mean loss; ``all_reduce_gradients``
-sums the gradients of the parameters, which for a sparse layer are its ``values`` (the
-active blocks) and bias: no dense weight or gradient is ever communicated. With the same
-seed on every rank, the same gradients and the gradient scores of the global batch (see
-``BlockSparseWeight.gradient_scores``), every topology update is identical on all ranks.
+Each process holds the whole (sparse) model and runs the forward and the input gradients of its
+part of every global batch, its loss scaled as its share of the global batch's mean. The weight
+gradients of the sparse layers (``values`` and bias) are not summed over the ranks: every rank
+gathers the layers' inputs and output gradients of the whole batch (in rank order, which is the
+batch's order) and runs the backward's SDDMM and bias sum on them, the arithmetic one process does
+(``BlockSparseWeight.batch_weight_grads``). Since the kernels compute a sample's outputs and input
+gradients in an order that does not depend on the batch it comes in, every rank then holds, bit
+for bit, the gradients of one process with the same global batch, and with the gradient scores of
+the global batch every topology decision is the same as that process's, at every block size.
+Dense Linear and Conv2d layers get their weight gradients the same way (the calls autograd makes);
+BatchNorm's parameters are summed over the ranks and its statistics stay per process, so a network
+with BatchNorm equals one process only approximately. No dense weight or gradient of a sparse layer
+is ever communicated. The cost: the weight gradients run on the whole batch on every rank.
 """
 from __future__ import annotations
 
@@ -99,9 +106,66 @@ def broadcast_state(model: torch.nn.Module) -> None:
             dist.broadcast(t.data, 0)
 
 
+def _keep_dense_batches(module: torch.nn.Module) -> None:
+    """A dense Linear or Conv2d keeps its input and output gradient of each step, for the weight
+    gradient of the gathered batch (``_dense_batch_grads``)."""
+    def hook(mod, inputs, output):
+        if torch.is_grad_enabled() and output.requires_grad:
+            mod._dp_inputs = inputs[0].detach()
+            output.register_hook(lambda g: setattr(mod, "_dp_grad", g.detach()))
+    module.register_forward_hook(hook)
+
+
+def _dense_batch_grads(m: torch.nn.Module):
+    """``(dweight, dbias)`` of a dense Linear or Conv2d for the gathered batch, by the calls autograd
+    makes on one process (``mm`` of the flattened rows; ``convolution_backward``)."""
+    x, g = getattr(m, "_dp_inputs", None), getattr(m, "_dp_grad", None)
+    m._dp_inputs = m._dp_grad = None
+    if x is None or g is None:
+        return None
+    from ..sparse.collective import gather_batch
+    x, g = gather_batch([x, g])
+    if isinstance(m, torch.nn.Linear):
+        x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+        return g2.t().mm(x2), (g2.sum(0) if m.bias is not None else None)
+    _, dw, db = torch.ops.aten.convolution_backward(
+        g, x, m.weight.detach(), [m.out_channels] if m.bias is not None else None, m.stride, m.padding, m.dilation,
+        False, [0, 0], m.groups, [False, True, m.bias is not None])
+    return dw, db
+
+
+def keep_batches(model: torch.nn.Module) -> None:
+    """Makes every sparse layer, and every dense Linear and Conv2d (zero padding, 2-D inputs for a
+    Linear), keep its input and output gradient of each step, for :func:`all_reduce_gradients`."""
+    from ..sparse import BlockSparseWeight
+    for m in model.modules():
+        if isinstance(m, BlockSparseWeight):
+            m.capture_every_step(True)
+        elif isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and getattr(m, "padding_mode", "zeros") == "zeros":
+            _keep_dense_batches(m)
+
+
 def all_reduce_gradients(model: torch.nn.Module) -> None:
-    """Sums every parameter's gradient over the ranks, in one flat buffer per dtype."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    """The gradients of the global batch on every rank: a sparse layer's ``values`` and bias, and a
+    dense Linear's or Conv2d's weight and bias, from the gathered batch (after :func:`keep_batches`);
+    every other parameter's (BatchNorm's) summed over the ranks in one flat buffer per dtype."""
+    from ..sparse import BlockSparseWeight
+    exact: set[int] = set()
+    for m in model.modules():
+        if isinstance(m, BlockSparseWeight) and getattr(m, "_capture_always", False):
+            grads, weight = m.batch_weight_grads(), m.values
+        elif hasattr(m, "_dp_inputs"):
+            grads, weight = _dense_batch_grads(m), m.weight
+        else:
+            continue
+        if grads is None:
+            continue
+        weight.grad = grads[0]
+        exact.add(id(weight))
+        if m.bias is not None:
+            m.bias.grad = grads[1]
+            exact.add(id(m.bias))
+    grads = [p.grad for p in model.parameters() if p.grad is not None and id(p) not in exact]
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for g in grads:
         by_dtype.setdefault(g.dtype, []).append(g)

@@ -91,6 +91,8 @@ class Run:
         parts = build.build_training(c, self.data, self.device, self.ctx, self.total_steps, self.steps_per_epoch,
                                      self.precision, self._say)
         self.model, self.optimizer, self.scheduler = parts.model, parts.optimizer, parts.scheduler
+        if self.ctx.distributed:
+            distributed.keep_batches(self.model)
         self.milestones, self.boost, self.sparse = parts.milestones, parts.boost, parts.sparse
         self.epoch = 0
         self.lr_trace: list[tuple[int, float]] = []
