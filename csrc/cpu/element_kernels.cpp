@@ -140,8 +140,10 @@ ElementMath<double> element_math<double>() {
   return {generic_gather<double>, generic_dot<double>};
 }
 
-template <>
-ElementMath<bf16> element_math<bf16>() {
+// float32 and bf16 activations: the SIMD arithmetic of the CPU's instruction set (the overloads
+// of the storage type), else the portable loops.
+template <class T>
+ElementMath<T> simd_element_math() {
   switch (cpu_isa()) {
 #if SUPTICKETS_X86
     case Isa::kAvx512:
@@ -150,22 +152,18 @@ ElementMath<bf16> element_math<bf16>() {
       return {avx2::element_gather, avx2::element_dot};
 #endif
     default:
-      return {generic_gather<bf16>, generic_dot<bf16>};
+      return {generic_gather<T>, generic_dot<T>};
   }
 }
 
 template <>
 ElementMath<float> element_math<float>() {
-  switch (cpu_isa()) {
-#if SUPTICKETS_X86
-    case Isa::kAvx512:
-      return {avx512::element_gather, avx512::element_dot};
-    case Isa::kAvx2:
-      return {avx2::element_gather, avx2::element_dot};
-#endif
-    default:
-      return {generic_gather<float>, generic_dot<float>};
-  }
+  return simd_element_math<float>();
+}
+
+template <>
+ElementMath<bf16> element_math<bf16>() {
+  return simd_element_math<bf16>();
 }
 
 bool element_layouts_fit(const ElementLayouts& el) {
