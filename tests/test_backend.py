@@ -24,10 +24,10 @@ def test_every_op_has_an_entry_and_the_reference():
 
 
 @pytest.mark.parametrize("op, block, dtype, expected", [
-    ("bsr_linear", (16, 16), torch.float32, ["cpu", "triton"]),
-    ("bsr_linear", (4, 8), torch.float64, ["cpu"]),
-    ("bsr_linear", (1, 1), torch.float32, ["cpu"]),
-    ("bsr_conv2d", (32, 16), torch.float16, ["triton"]),
+    ("bsr_linear", (16, 16), torch.float32, ["cpu", "triton", "dense"]),
+    ("bsr_linear", (4, 8), torch.float64, ["cpu", "dense"]),
+    ("bsr_linear", (1, 1), torch.float32, ["cpu", "dense"]),
+    ("bsr_conv2d", (32, 16), torch.float16, ["triton", "dense"]),
     ("block_scores", (1, 1), torch.float32, ["cpu", "triton"]),
     ("linear_grad_scores", (1, 1), torch.float32, ["cpu"]),
     ("prune_grow", None, torch.float32, ["cpu"]),
@@ -55,8 +55,10 @@ def test_reasons_name_what_a_backend_cannot_take():
 
 def test_auto_falls_back_to_the_reference_and_forcing_refuses(force_backend):
     x = torch.empty(0, dtype=torch.float16)
-    with pytest.warns(backend.ReferenceFallbackWarning, match=r"bsr_linear in float16 with 16x16 blocks runs the"):
-        assert backend.choose("bsr_linear", x, block_size=(16, 16)) == "reference"
+    with pytest.warns(backend.FallbackWarning, match=r"bsr_linear in float16 with 16x16 blocks runs the dense path"):
+        assert backend.choose("bsr_linear", x, block_size=(16, 16)) == "dense"
+    with pytest.warns(backend.FallbackWarning, match=r"block_scores in float16 .* runs the plain-PyTorch reference"):
+        assert backend.choose("block_scores", x, block_size=(16, 16)) == "reference"
     force_backend("cpu")
     with pytest.raises(RuntimeError, match=r"SUPTICKETS_BACKEND=cpu.*float16"):
         backend.choose("bsr_linear", x, block_size=(16, 16))
@@ -80,7 +82,7 @@ def test_the_fallback_warning_fires_once_per_layer_and_reason_and_never_for_a_su
         for _ in range(3):
             half(torch.randn(5, 64, dtype=torch.float16))               # no kernel: warned once
         st.SparseLinear(64, 24, density=0.2, block_size=(1, 1)).half()(torch.randn(5, 64).half())  # another layer
-    fallbacks = [w for w in caught if issubclass(w.category, backend.ReferenceFallbackWarning)]
+    fallbacks = [w for w in caught if issubclass(w.category, backend.FallbackWarning)]
     assert len(fallbacks) == 2, [str(w.message) for w in caught]
     assert "(48, 64) weight in float16 with 1x1 blocks" in str(fallbacks[0].message)
     assert "cpu: dtype torch.float16" in str(fallbacks[0].message) and "triton" not in str(fallbacks[0].message)

@@ -34,7 +34,7 @@ def test_autocast_runs_the_product_in_bf16_with_float32_master_weights(case):
     layer, x = _layers()[case]
     x = x.requires_grad_()
     with warnings.catch_warnings():
-        warnings.simplefilter("error", backend.ReferenceFallbackWarning)  # the C++ kernels, not the reference
+        warnings.simplefilter("error", backend.FallbackWarning)  # the C++ kernels, not the reference
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = layer(x)
     assert y.dtype == torch.bfloat16 and layer.values.dtype == torch.float32
@@ -115,7 +115,7 @@ def test_a_bf16_model_trains_on_the_kernels_with_float32_scores():
     boost = st.SupTickets(0.5, cycle_steps=2, lr_high=0.05)
     sparse = st.SparseTraining(model, opt, st.RigL(update_every=2), total_steps=8, sup_tickets=boost)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", backend.ReferenceFallbackWarning)
+        warnings.simplefilter("error", backend.FallbackWarning)
         for _ in range(8):
             loss = F.cross_entropy(model(torch.randn(16, 32).bfloat16()).float(), torch.randint(0, 8, (16,)))
             opt.zero_grad()
@@ -185,5 +185,5 @@ def test_the_sparsity_table_shows_each_layers_path():
     assert [r.path for r in st.sparsity_table(model)] == ["cpu", "cpu"]
     assert [r.path for r in st.sparsity_table(model.to(torch.bfloat16))] == ["cpu", "cpu"]
     half = st.sparsity_table(model.half())
-    assert all(r.path.startswith("reference (cpu: dtype torch.float16") for r in half)
+    assert all(r.path.startswith("dense (cpu: dtype torch.float16") for r in half)
     assert "path" in str(half).splitlines()[0]

@@ -6,10 +6,20 @@
 """
 from . import ops
 from .methods import SET, SNIP, GraNet, RigL, SparseTraining, Static, Superposer, SupTickets, TicketEnsemble
-from .sparse import BlockLayout, SparseConv2d, SparseLinear, densify, layer_densities, sparsify, sparsity_table
+from .sparse import (
+    BlockLayout,
+    SparseConv2d,
+    SparseLinear,
+    densify,
+    layer_densities,
+    plan,
+    sparsify,
+    sparsity_table,
+)
 from .train import flops
 
 __version__ = "0.1.0"
 __all__ = ["ops", "flops", "BlockLayout", "SparseLinear", "SparseConv2d", "sparsify", "densify", "sparsity_table",
+           "plan",
            "layer_densities", "SparseTraining", "Static", "SNIP", "SET", "RigL", "GraNet",
            "SupTickets", "Superposer", "TicketEnsemble"]

@@ -33,7 +33,7 @@ import torch
 
 from . import _extension, _triton
 
-CHOICES = ("auto", "cpu", "triton", "reference")
+CHOICES = ("auto", "cpu", "triton", "dense", "reference")
 _DEVICE = {"cpu": "cpu", "triton": "cuda"}  # the device type each kernel backend serves under auto
 FLOATS_CPU = (torch.float32, torch.float64)
 FLOATS_CPU_PRODUCT = (torch.float32, torch.float64, torch.bfloat16)  # bf16: float32 arithmetic
@@ -67,13 +67,15 @@ class Entry:
 
 
 _PRODUCT_TRITON = Takes(FLOATS_TRITON, min_block=16, pow2=True)
+_DENSE = Takes(dtypes=None)  # the products' dense path (ops/dense_path.py): torch's dense ops, any float
 _ANY_BLOCK_TRITON = Takes(FLOATS_TRITON, min_block=1, pow2=True)
 
 TABLE: dict[str, Entry] = {
     # products: the C++ kernels take any block (sides below 8 run the element kernels, the rest
     # the SIMD tiles); Triton's tl.dot needs powers of two >= 16
-    "bsr_linear": Entry({"cpu": Takes(FLOATS_CPU_PRODUCT), "triton": _PRODUCT_TRITON}),
-    "bsr_conv2d": Entry({"cpu": Takes(FLOATS_CPU_PRODUCT), "triton": _PRODUCT_TRITON}),
+    # the dense path is taken when the cost model prefers it, or when no kernel takes a call
+    "bsr_linear": Entry({"cpu": Takes(FLOATS_CPU_PRODUCT), "triton": _PRODUCT_TRITON, "dense": _DENSE}),
+    "bsr_conv2d": Entry({"cpu": Takes(FLOATS_CPU_PRODUCT), "triton": _PRODUCT_TRITON, "dense": _DENSE}),
     # topology maintenance
     "block_scores": Entry({"cpu": Takes(), "triton": _ANY_BLOCK_TRITON}),
     "linear_grad_scores": Entry({"cpu": Takes(), "triton": _PRODUCT_TRITON}),
@@ -111,6 +113,8 @@ def eligible(op: str, backend: str, *tensors: torch.Tensor, block_size=None, for
     takes = _entry(op).backends.get(backend)
     if takes is None:
         return f"{op} has no {backend} kernel"
+    if backend == "dense":  # torch's dense ops: any float dtype, block and device
+        return None
     devices = {t.device.type for t in tensors}
     if backend == "cpu":
         if devices - {"cpu"}:
@@ -134,34 +138,54 @@ def eligible(op: str, backend: str, *tensors: torch.Tensor, block_size=None, for
     return takes.block_reason(block_size)
 
 
-class ReferenceFallbackWarning(RuntimeWarning):
-    """A call of an op runs the plain-PyTorch reference (dense-sized) although nobody asked for it."""
+class FallbackWarning(RuntimeWarning):
+    """No kernel takes a call of an op, which therefore runs at dense cost (a product's dense path,
+    or the plain-PyTorch reference) although nobody asked for that."""
 
 
 _warned: set[tuple] = set()
 
 
-def explain(op: str, *tensors: torch.Tensor, block_size=None) -> tuple[str, str | None]:
-    """``(backend, why)``: the backend ``auto`` runs this call on, and, when that is the reference
-    although the op has kernels, why none of them can take it (``None`` otherwise)."""
+@dataclass(frozen=True)
+class Decision:
+    """What ``auto`` runs a call on: ``backend``; ``fallback``, why no kernel could take it (the
+    call then runs the dense path or the reference at dense cost), or None; ``note``, why the
+    dense path was preferred to a kernel that could take it (the cost model's estimates), or None."""
+    backend: str
+    fallback: str | None = None
+    note: str | None = None
+
+
+def explain(op: str, *tensors: torch.Tensor, block_size=None, work=None) -> Decision:
+    """The backend ``auto`` runs this call of ``op`` on, and why. ``work`` (an ``ops.cost.Work``)
+    lets the cost model choose a product's dense path over its kernel when it is faster."""
     entry = _entry(op)
     devices = {t.device.type for t in tensors}
     reasons = []
     for backend in entry.backends:
+        if backend == "dense":
+            continue
         reason = eligible(op, backend, *tensors, block_size=block_size)
         if reason is None:
-            return backend, None
+            if backend == "cpu" and "dense" in entry.backends and work is not None and "meta" not in devices:
+                from . import cost
+                dense_ms, sparse_ms = cost.estimate_ms(work, "dense"), cost.estimate_ms(work, work.sparse_path)
+                if dense_ms < sparse_ms:
+                    return Decision("dense", note=f"modelled {dense_ms:.3g} ms dense, {sparse_ms:.3g} ms on the "
+                                                  f"{backend} {work.sparse_path} kernels")
+            return Decision(backend)
         if _DEVICE[backend] in devices:  # (a backend of another device is no news)
             reasons.append(f"{backend}: {reason}")
-    return "reference", "; ".join(reasons) if reasons else None
+    last = "dense" if "dense" in entry.backends else "reference"
+    return Decision(last, fallback="; ".join(reasons) if reasons else None)
 
 
-def choose(op: str, *tensors: torch.Tensor, block_size=None, where: str | None = None) -> str:
-    """The backend that runs this call of ``op``: ``"cpu"``, ``"triton"`` or ``"reference"``.
-    When ``auto`` falls back to the reference for a call a kernel could not take (not for tensors
-    on ``meta``, nor when the reference was asked for), a :class:`ReferenceFallbackWarning` says
-    so once per op, ``where`` (what the call computes, e.g. the weight's shape), dtype, block size
-    and reason."""
+def choose(op: str, *tensors: torch.Tensor, block_size=None, where: str | None = None, work=None) -> str:
+    """The backend that runs this call of ``op``: ``"cpu"``, ``"triton"``, ``"dense"`` (a
+    product's dense path) or ``"reference"``. When ``auto`` finds no kernel that takes a call (not
+    for tensors on ``meta``, nor when a backend was asked for), a :class:`FallbackWarning`
+    says so once per op, ``where`` (what the call computes, e.g. the weight's shape), dtype, block
+    size and reason."""
     entry = _entry(op)
     want = "auto" if entry.exact else requested()
     if want == "reference":
@@ -172,23 +196,25 @@ def choose(op: str, *tensors: torch.Tensor, block_size=None, where: str | None =
             raise RuntimeError(f"SUPTICKETS_BACKEND={want}, but the {want} kernels cannot run this {op} call: "
                                f"{reason}")
         return want
-    backend, why = explain(op, *tensors, block_size=block_size)
-    if backend != "reference":
-        return backend
+    decision = explain(op, *tensors, block_size=block_size, work=work)
+    if decision.fallback is None and (decision.backend != "reference" or entry.exact):
+        return decision.backend
     devices = {t.device.type for t in tensors}
     if "cpu" in entry.backends and not _extension.available and devices <= {"cpu"}:
         _extension.warn_unavailable_once()
-    elif why is not None and "meta" not in devices and not entry.exact:
+    elif decision.fallback is not None and "meta" not in devices and not entry.exact:
         dtype = next((t.dtype for t in tensors if t.is_floating_point()), None)
         block = tuple(int(b) for b in block_size) if block_size is not None else None
-        key = (op, where, dtype, block, why)
+        key = (op, where, dtype, block, decision.fallback)
         if key not in _warned:
             _warned.add(key)
             what = f"{op}{f' of a {where}' if where else ''} in {str(dtype).removeprefix('torch.')}" + (
                 f" with {block[0]}x{block[1]} blocks" if block else "")
-            warnings.warn(f"suptickets: {what} runs the plain-PyTorch reference, which builds the dense weight "
-                          f"(dense time and memory): {why}", ReferenceFallbackWarning, stacklevel=3)
-    return "reference"
+            path = ("the dense path (torch's dense op on the scattered weight)" if decision.backend == "dense"
+                    else "the plain-PyTorch reference, which builds the dense weight")
+            warnings.warn(f"suptickets: {what} runs {path}, at dense time and memory: {decision.fallback}",
+                          FallbackWarning, stacklevel=3)
+    return decision.backend
 
 
 def implementations(op: str, *tensors: torch.Tensor, block_size=None) -> list[str]:

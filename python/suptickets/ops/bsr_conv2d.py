@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _triton, backend, precision, product, reference
+from . import _extension, _triton, backend, cost, dense_path, precision, product, reference
 from .geometry import check_kernel_fits, conv_geometry, conv_output_shape
 
 
@@ -48,7 +48,8 @@ def bsr_conv2d(
                          "channels (a block never straddles two taps)")
     check_kernel_fits(x.shape[2:], kernel, padding, dilation, "bsr_conv2d")
     where = f"{tuple(layout.shape)} weight"
-    choice = backend.choose("bsr_conv2d", x, values, block_size=layout.block_size, where=where)
+    work = cost.conv_work(x, layout, values, conv_output_shape(x.shape[2:], kernel, stride, padding, dilation))
+    choice = backend.choose("bsr_conv2d", x, values, block_size=layout.block_size, where=where, work=work)
     with precision.without_autocast(x.device.type):
         return _RUN[choice](x, values, layout, bias, (kernel, stride, padding, dilation))
 
@@ -62,7 +63,9 @@ def bsr_conv2d_weight_grads(x: torch.Tensor, grad_out: torch.Tensor, values: tor
     if x.dim() != 4 or grad_out.dim() != 4 or x.dtype != grad_out.dtype:
         raise ValueError("bsr_conv2d_weight_grads: x and grad_out must be 4-D NCHW tensors of one dtype")
     x, grad_out = x.detach(), grad_out.detach()
-    choice = backend.choose("bsr_conv2d", x, values.to(x.dtype), block_size=layout.block_size)
+    v = values.to(x.dtype)
+    work = cost.conv_work(x, layout, v, tuple(grad_out.shape[2:]))
+    choice = backend.choose("bsr_conv2d", x, v, block_size=layout.block_size, work=work)
     return _GRADS[choice](x, grad_out, values, layout, with_bias, geometry)
 
 
@@ -99,13 +102,15 @@ def _reference(x, values, layout, bias, geometry):
                                 dilation=dilation)
 
 
-_RUN = {"cpu": _cpu, "triton": _triton_run, "reference": _reference}
+_RUN = {"cpu": _cpu, "triton": _triton_run, "dense": dense_path.bsr_conv2d, "reference": _reference}
 _GRADS = {
     "cpu": lambda x, g, v, layout, with_bias, geometry: product.weight_grads(
         torch.ops.suptickets.bsr_conv2d_backward, g, x, v, layout, tuple(list(p) for p in geometry), with_bias),
     "triton": lambda x, g, v, layout, with_bias, geometry: product.weight_grads(
         torch.ops.suptickets.triton_bsr_conv2d_backward, g, x, v, layout, tuple(list(p) for p in geometry), with_bias,
         (_triton.fp32_precision(),)),
+    "dense": lambda x, g, v, layout, with_bias, geometry: product.reference_weight_grads(
+        lambda vv, b: dense_path.bsr_conv2d(x, vv, layout, b, geometry), g, v, g.shape[1] if with_bias else None),
     "reference": lambda x, g, v, layout, with_bias, geometry: product.reference_weight_grads(
         lambda vv, b: _reference(x, vv, layout, b, geometry), g, v, g.shape[1] if with_bias else None),
 }

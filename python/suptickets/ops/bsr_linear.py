@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _extension, _triton, backend, precision, product, reference
+from . import _extension, _triton, backend, cost, dense_path, precision, product, reference
 
 
 def bsr_linear(x: torch.Tensor, values: torch.Tensor, layout, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -32,7 +32,8 @@ def bsr_linear(x: torch.Tensor, values: torch.Tensor, layout, bias: torch.Tensor
     if x.shape[-1] != layout.shape[1]:
         raise ValueError(f"bsr_linear: input has {x.shape[-1]} features, the weight expects {layout.shape[1]}")
     where = f"{tuple(layout.shape)} weight"
-    choice = backend.choose("bsr_linear", x, values, block_size=layout.block_size, where=where)
+    choice = backend.choose("bsr_linear", x, values, block_size=layout.block_size, where=where,
+                            work=cost.linear_work(x, layout, values))
     with precision.without_autocast(x.device.type):
         return _RUN[choice](x, values, layout, bias)
 
@@ -47,7 +48,8 @@ def bsr_linear_weight_grads(x: torch.Tensor, grad_out: torch.Tensor, values: tor
         raise ValueError(f"bsr_linear_weight_grads: x {tuple(x.shape)} {x.dtype} and grad_out "
                          f"{tuple(grad_out.shape)} {grad_out.dtype} must share leading dims and dtype")
     x, grad_out = x.detach(), grad_out.detach()
-    choice = backend.choose("bsr_linear", x, values.to(x.dtype), block_size=layout.block_size)
+    v = values.to(x.dtype)
+    choice = backend.choose("bsr_linear", x, v, block_size=layout.block_size, work=cost.linear_work(x, layout, v))
     return _GRADS[choice](x, grad_out, values, layout, with_bias)
 
 
@@ -74,12 +76,14 @@ def _triton_run(x, values, layout, bias):
                                                   _triton.fp32_precision())
 
 
-_RUN = {"cpu": _cpu, "triton": _triton_run, "reference": reference.bsr_linear}
+_RUN = {"cpu": _cpu, "triton": _triton_run, "dense": dense_path.bsr_linear, "reference": reference.bsr_linear}
 _GRADS = {
     "cpu": lambda x, g, v, layout, with_bias: product.weight_grads(
         torch.ops.suptickets.bsr_linear_backward, g, x, v, layout, (), with_bias),
     "triton": lambda x, g, v, layout, with_bias: product.weight_grads(
         torch.ops.suptickets.triton_bsr_linear_backward, g, x, v, layout, (), with_bias, (_triton.fp32_precision(),)),
+    "dense": lambda x, g, v, layout, with_bias: product.reference_weight_grads(
+        lambda vv, b: dense_path.bsr_linear(x, vv, layout, b), g, v, g.shape[-1] if with_bias else None),
     "reference": lambda x, g, v, layout, with_bias: product.reference_weight_grads(
         lambda vv, b: reference.bsr_linear(x, vv, layout, b), g, v, g.shape[-1] if with_bias else None),
 }

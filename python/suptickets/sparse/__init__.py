@@ -5,7 +5,8 @@ from .distribution import layer_densities
 from .layout import BlockLayout
 from .linear import SparseLinear
 from .module import BlockSparseWeight
+from .plan import Plan, PlanRow, plan
 from .repack import repack
 
 __all__ = ["BlockLayout", "SparseLinear", "SparseConv2d", "BlockSparseWeight", "sparsify", "densify",
-           "sparsity_table", "SparsityTable", "LayerRow", "layer_densities", "repack"]
+           "sparsity_table", "SparsityTable", "LayerRow", "layer_densities", "repack", "plan", "Plan", "PlanRow"]

@@ -166,10 +166,11 @@ def sparsify(model: nn.Module, *, density, distribution: str = "erk", block_size
 
 
 def _path(module: BlockSparseWeight) -> str:
-    """What runs the layer's product for weights of its dtype and device (``ops.backend.explain``)."""
+    """What runs the layer's product for weights of its dtype and device (``ops.backend.explain``);
+    whether the dense path is faster depends on the call's shape too: ``st.plan`` says, per input."""
     op = "bsr_conv2d" if isinstance(module, SparseConv2d) else "bsr_linear"
-    chosen, why = backend.explain(op, module.values, block_size=module.block_size)
-    return chosen if why is None else f"{chosen} ({why})"
+    decision = backend.explain(op, module.values, block_size=module.block_size)
+    return decision.backend if decision.fallback is None else f"{decision.backend} ({decision.fallback})"
 
 
 def sparsity_table(model: nn.Module) -> SparsityTable:

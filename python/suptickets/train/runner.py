@@ -23,6 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ..ops import cost
 from . import build, distributed, strict_json
 from .checkpoint import (
     CheckpointError,
@@ -129,7 +130,8 @@ class Run:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         return {"training": training, "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
                 "step": self._step, "lr_trace": self.lr_trace, "metrics": self.metrics, "trace": self.trace,
-                "rng": torch.get_rng_state(), "config": self.config.as_dict()}
+                "rng": torch.get_rng_state(), "config": self.config.as_dict(),
+                "cost_model": cost.state()}  # the path of every product: a resume takes the same
 
     def _resume(self) -> None:
         unsealed = unsealed_checkpoints(self.run_dir)
@@ -163,6 +165,8 @@ class Run:
             self.metrics = list(state["metrics"])
             self.trace = list(state.get("trace", []))
             torch.set_rng_state(state["rng"].cpu())
+            if state.get("cost_model"):
+                cost.load_state(state["cost_model"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__  # whole, on one line
             raise CheckpointError(f"{path} does not fit this run ({reason})") from None

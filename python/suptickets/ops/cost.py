@@ -1,0 +1,231 @@
+"""The cost model that chooses between a product's C++ kernels and its dense path
+(``ops/dense_path.py``) for CPU tensors, per layer and call shape, without timing the calls
+themselves (CUDA tensors take the Triton kernels).
+
+A forward+backward of a product on path ``p`` (``dense``, ``element``: blocks with a side below
+8, ``tile``: the rest) is modelled as ``t = a_p + w / r_p`` with ``w`` the FLOPs it does
+(``6 M N K``, times the density for a sparse path) and ``(a_p, r_p)`` a fixed cost and a rate,
+per product (linear, conv), path and dtype. Each pair is calibrated once per machine from the
+forward+backward times of two problem sizes (a fraction of a second), and the constants are
+cached in ``$SUPTICKETS_CACHE_DIR`` (default ``$XDG_CACHE_HOME/suptickets`` or
+``~/.cache/suptickets``), in a file named by the CPU model and the thread count. A run records
+the constants it used in its checkpoints (:func:`state` / :func:`load_state`), so a resumed run
+takes the same paths as the uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+PATHS = ("dense", "element", "tile")
+_constants: dict[str, list[float]] = {}  # "linear/element/float32" -> [a_ms, r_flops_per_ms]
+_agreed: set[str] = set()  # keys this process has settled (with rank 0's values under torch.distributed)
+_loaded_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Work:
+    """One product call: ``M`` rows (pixels times batch), ``N`` outputs, ``K`` inputs per output
+    (taps times input channels for a conv), the weight's density and block, ``conv`` or not."""
+    M: int
+    N: int
+    K: int
+    density: float
+    block: tuple
+    conv: bool
+    dtype: torch.dtype
+
+    def flops(self, path: str) -> float:
+        dense = 6.0 * self.M * self.N * self.K  # forward, dX and dW
+        return dense if path == "dense" else dense * self.density
+
+    @property
+    def sparse_path(self) -> str:
+        return "element" if min(self.block) < 8 else "tile"
+
+
+def global_rows(rows: int) -> int:
+    """Rows of the global batch of a call: ``rows`` times the processes of ``torch.distributed``
+    (every rank must take the path one process with the whole batch takes)."""
+    import torch.distributed as dist
+    return rows * (dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
+
+
+def linear_work(x: torch.Tensor, layout, values: torch.Tensor) -> Work:
+    R, C = layout.shape
+    br, bc = layout.block_size
+    return Work(global_rows(x.numel() // max(1, C)), R, C, values.shape[0] * br * bc / (R * C), (br, bc), False,
+                x.dtype)
+
+
+def conv_work(x: torch.Tensor, layout, values: torch.Tensor, out_hw: tuple) -> Work:
+    R, C = layout.shape
+    br, bc = layout.block_size
+    return Work(global_rows(x.shape[0] * out_hw[0] * out_hw[1]), R, C, values.shape[0] * br * bc / (R * C),
+                (br, bc), True, x.dtype)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_file() -> str:
+    folder = os.environ.get("SUPTICKETS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "suptickets")
+    key = hashlib.sha256(_cpu_model().encode()).hexdigest()[:12]
+    return os.path.join(folder, f"cost-{key}-threads{torch.get_num_threads()}.json")
+
+
+def _key(kind: str, path: str, dtype: torch.dtype) -> str:
+    return f"{kind}/{path}/{str(dtype).removeprefix('torch.')}"
+
+
+def state() -> dict:
+    """The constants in use (what a checkpoint records)."""
+    return {k: list(v) for k, v in _constants.items()}
+
+
+def load_state(values: dict) -> None:
+    """Uses ``values`` (a :func:`state`) from now on, in place of the cache's."""
+    global _loaded_from
+    _constants.clear()
+    _agreed.clear()
+    _constants.update({str(k): [float(a), float(r)] for k, (a, r) in values.items()})
+    _loaded_from = "state"
+
+
+def _read_cache() -> None:
+    global _loaded_from
+    if _loaded_from is not None:
+        return
+    _loaded_from = cache_file()
+    try:
+        with open(_loaded_from) as f:
+            values = json.load(f)
+        if isinstance(values, dict):
+            _constants.update({str(k): [float(a), float(r)] for k, (a, r) in values.get("constants", {}).items()})
+    except (OSError, ValueError, TypeError):
+        pass  # no cache yet (or an unreadable one): calibrate
+
+
+def _write_cache() -> None:
+    path = cache_file()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"cpu": _cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                       "constants": state()}, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: the constants live in this process only
+
+
+def _time_ms(fn, repeats: int = 5, warmup: int = 2) -> float:
+    """The fastest of ``repeats`` timed calls after ``warmup`` untimed ones: the least disturbed
+    by whatever else the machine does."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+def _sample(kind: str, path: str, dtype: torch.dtype, size: int) -> tuple[float, float]:
+    """(FLOPs, ms) of one forward+backward of a calibration problem (size 0: small, 1: medium)."""
+    from . import dense_path
+    generator = torch.Generator().manual_seed(size)
+    block = (1, 1) if path == "element" else (16, 16)
+    density = 1.0 if path == "dense" else 0.1
+    shape: tuple[int, ...]
+    if kind == "linear":
+        M, C = (64, 256) if size == 0 else (1024, 512)
+        R, shape, geometry, M_rows = C, (M, C), None, M
+    else:
+        B, C, HW = (8, 32, 16) if size == 0 else (32, 64, 16)
+        R, shape, geometry, M_rows = C, (B, C, HW, HW), ((3, 3), (1, 1), (1, 1), (1, 1)), B * HW * HW
+    K = C * (9 if geometry else 1)
+    layout = _random_layout((R, K), block, generator)
+    values = torch.randn(layout.nnz, *block, generator=generator).to(dtype).requires_grad_()
+    x = torch.randn(*shape, generator=generator).to(dtype).requires_grad_()
+    index = (layout.rows, layout.cols, layout.row_ptr, layout.col_ptr, layout.col_perm)
+    if path == "dense":
+        run = (lambda: dense_path.bsr_linear(x, values, layout, None)) if geometry is None else \
+            (lambda: dense_path.bsr_conv2d(x, values, layout, None, geometry))
+    else:  # the C++ operators themselves, with their autograd (no dispatch: no cost model inside its own calibration)
+        run = (lambda: torch.ops.suptickets.bsr_linear(x, values, *index, None, R)) if geometry is None else \
+            (lambda: torch.ops.suptickets.bsr_conv2d(x, values, *index, None, R, *(list(g) for g in geometry)))
+    work = Work(M_rows, R, K, density if path != "dense" else 1.0, block, geometry is not None, dtype)
+    grad = torch.randn(run().shape, generator=generator).to(dtype)
+    ms = _time_ms(lambda: run().backward(grad))
+    return work.flops(path), ms
+
+
+def _random_layout(shape: tuple, block: tuple, generator: torch.Generator):
+    """A layout of a tenth of the blocks, at random, with the fields the ops read (the ops layer
+    has no ``BlockLayout``: that is ``sparse/``'s, above it)."""
+    from types import SimpleNamespace
+
+    from .layout_index import layout_index
+    grid = (shape[0] // block[0], shape[1] // block[1])
+    chosen = torch.randperm(grid[0] * grid[1], generator=generator)[:max(1, (grid[0] * grid[1]) // 10)].sort().values
+    rows, cols = (chosen // grid[1]).to(torch.int32), (chosen % grid[1]).to(torch.int32)
+    row_ptr, col_ptr, col_perm = layout_index(rows, cols, grid)
+    return SimpleNamespace(shape=shape, block_size=block, grid=grid, nnz=int(rows.numel()), rows=rows, cols=cols,
+                           row_ptr=row_ptr, col_ptr=col_ptr, col_perm=col_perm)
+
+
+def _calibrate(kind: str, path: str, dtype: torch.dtype) -> list[float]:
+    (w1, t1), (w2, t2) = _sample(kind, path, dtype, 0), _sample(kind, path, dtype, 1)
+    rate = (w2 - w1) / (t2 - t1) if t2 > t1 else w2 / t2
+    return [max(0.0, t1 - w1 / rate), rate]
+
+
+def constants(kind: str, path: str, dtype: torch.dtype) -> list[float]:
+    """``[a_ms, rate]`` of a product kind, path and dtype: the cache's, else calibrated now (and
+    cached). Under ``torch.distributed`` every process takes rank 0's (all of them settle the same
+    keys in the same order, the first time a product of the kind and dtype runs), so every rank
+    chooses the paths one process would."""
+    import torch.distributed as dist
+    _read_cache()
+    key = _key(kind, path, dtype)
+    if key in _agreed:
+        return _constants[key]
+    ranks = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if key not in _constants and (not ranks or dist.get_rank() == 0):
+        _constants[key] = _calibrate(kind, path, dtype)
+        if _loaded_from != "state":
+            _write_cache()
+    if ranks:
+        shared = [_constants.get(key)]
+        dist.broadcast_object_list(shared, src=0)
+        _constants[key] = list(shared[0] or [0.0, 1.0])
+    _agreed.add(key)
+    return _constants[key]
+
+
+def estimate_ms(work: Work, path: str) -> float:
+    a, rate = constants("conv" if work.conv else "linear", path, work.dtype)
+    return a + work.flops(path) / rate
+
+
+def prefers_dense(work: Work) -> bool:
+    """True when the dense path's modelled forward+backward is shorter than the sparse kernels'."""
+    return estimate_ms(work, "dense") < estimate_ms(work, work.sparse_path)

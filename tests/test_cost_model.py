@@ -1,0 +1,111 @@
+"""The dense path's choice: the cost model's calibration and cache, a deterministic choice for given
+constants, ``st.plan``, and a resumed run that takes the paths of the uninterrupted one."""
+import json
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import suptickets as st
+from suptickets.ops import backend, cost
+from suptickets.train import cli
+
+from conftest import KERNELS_FIRST
+
+DENSE_FIRST = {k: ([0.0, 1e12] if "/dense/" in k else [1e6, 1.0]) for k in KERNELS_FIRST}
+
+
+@pytest.fixture
+def fresh_cost(monkeypatch, tmp_path):
+    """The cost model with no constants in memory and an empty cache folder; restored after."""
+    saved = cost.state()
+    monkeypatch.setenv("SUPTICKETS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cost, "_loaded_from", None)
+    cost._constants.clear()
+    cost._agreed.clear()
+    yield tmp_path
+    cost.load_state(saved)
+
+
+def test_calibration_is_cached_per_machine_and_thread_count(fresh_cost, monkeypatch):
+    a, rate = cost.constants("linear", "element", torch.float32)
+    assert a >= 0 and rate > 0
+    path = cost.cache_file()
+    assert os.path.dirname(path) == str(fresh_cost) and f"threads{torch.get_num_threads()}" in path
+    assert json.load(open(path))["constants"]["linear/element/float32"] == [a, rate]
+    # a new process state reads the cache instead of measuring again
+    monkeypatch.setattr(cost, "_loaded_from", None)
+    cost._constants.clear()
+    cost._agreed.clear()
+    monkeypatch.setattr(cost, "_calibrate", lambda *args: pytest.fail("calibrated again"))
+    assert cost.constants("linear", "element", torch.float32) == [a, rate]
+
+
+def _work(M, density=0.1, block=(1, 1)):
+    return cost.Work(M, 256, 256, density, block, False, torch.float32)
+
+
+def test_the_choice_is_a_function_of_the_constants(fresh_cost):
+    cost.load_state({"linear/dense/float32": [1.0, 1e8], "linear/element/float32": [0.1, 5e6]})
+    small, large = _work(16), _work(100_000)
+    # small: 0.1 + 0.13 ms against 1.0 + 0.06 ms -> the kernels; large: 786 ms against 394 ms -> dense
+    assert not cost.prefers_dense(small) and cost.prefers_dense(large)
+    x = torch.empty(0)
+    assert backend.explain("bsr_linear", x, x, block_size=(1, 1), work=small).backend == "cpu"
+    decision = backend.explain("bsr_linear", x, x, block_size=(1, 1), work=large)
+    assert decision.backend == "dense" and "modelled" in decision.note
+    assert [backend.explain("bsr_linear", x, x, block_size=(1, 1), work=w).backend for w in (small, large)] == \
+        ["cpu", "dense"]  # the same again
+    # without a work description there is no cost choice
+    assert backend.explain("bsr_linear", x, x, block_size=(1, 1)).backend == "cpu"
+
+
+def test_plan_shows_each_layers_path(fresh_cost):
+    model = st.sparsify(nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)), density=0.2,
+                        block_size=(1, 1))
+    cost.load_state(KERNELS_FIRST)
+    assert [r.path for r in st.plan(model, torch.randn(8, 64))] == ["cpu", "cpu"]
+    cost.load_state(DENSE_FIRST)
+    planned = st.plan(model, torch.randn(8, 64))
+    assert [r.path for r in planned] == ["dense", "dense"] and planned.dense_layers == 2
+    assert "modelled" in str(planned) and "path" in str(planned).splitlines()[0]
+    out = model(torch.randn(8, 64))  # and the layers run it: the same output as the kernels', within rounding
+    cost.load_state(KERNELS_FIRST)
+    torch.testing.assert_close(out, model(torch.randn(8, 64)) * 0 + out)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_takes_the_paths_of_the_uninterrupted_one(tmp_path, monkeypatch):
+    """Constants that send every layer to the dense path for the whole run and for its first part;
+    the resume reads a cache that would send them to the kernels, and still ends bit for bit where
+    the uninterrupted run does: the checkpoint carries the constants."""
+    from suptickets.train.config import resolve
+    from suptickets.train.runner import Run
+
+    args = {"model": "mlp", "epochs": 4, "cycle_epochs": 1, "cycle_rate": 0.5, "update_every": 10, "threads": 1}
+
+    def use_cache(folder, constants):
+        os.makedirs(folder, exist_ok=True)
+        monkeypatch.setenv("SUPTICKETS_CACHE_DIR", str(folder))
+        monkeypatch.setattr(cost, "_loaded_from", None)
+        cost._constants.clear()
+        cost._agreed.clear()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args["threads"])  # the cache file is the run's thread count's
+        with open(cost.cache_file(), "w") as f:
+            json.dump({"constants": constants}, f)
+        torch.set_num_threads(threads)
+
+    use_cache(tmp_path / "dense-first", DENSE_FIRST)
+    Run(resolve({}, {**args, "out": str(tmp_path / "whole")}), quiet=True).train()
+    use_cache(tmp_path / "dense-first", DENSE_FIRST)
+    run = Run(resolve({}, {**args, "out": str(tmp_path / "part")}), quiet=True)
+    run._write_start()
+    run._train_epoch()
+    run._train_epoch()
+    use_cache(tmp_path / "kernels-first", KERNELS_FIRST)  # another machine's cache, say
+    assert cli.main(["train", "--resume", str(tmp_path / "part"), "--quiet"]) == 0
+    a, b = torch.load(tmp_path / "whole" / "model.pt"), torch.load(tmp_path / "part" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cost.state()["linear/dense/float32"] == DENSE_FIRST["linear/dense/float32"]
