@@ -16,14 +16,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 import suptickets.ops  # noqa: E402
 from suptickets.ops import cost  # noqa: E402
 
+from helpers import KERNELS_FIRST  # noqa: E402
+
 # The cost model's constants for the whole session, subprocesses included: fixed ones that always
 # prefer the kernels to the dense path, so that a test's paths do not depend on a calibration
 # (tests/test_cost_model.py calibrates and chooses with constants of its own).
 _CACHE = tempfile.mkdtemp(prefix="suptickets-cost-")
 os.environ["SUPTICKETS_CACHE_DIR"] = _CACHE
-KERNELS_FIRST = {f"{kind}/{path}/{dtype}": ([1e6, 1.0] if path == "dense" else [0.0, 1e12])
-                 for kind in ("linear", "conv") for path in cost.PATHS
-                 for dtype in ("float32", "float64", "bfloat16", "float16")}
 _threads = torch.get_num_threads()
 for _n in range(1, 2 * (os.cpu_count() or 1) + 1):  # the cache is per thread count (subprocesses set theirs)
     torch.set_num_threads(_n)

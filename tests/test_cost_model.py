@@ -11,9 +11,7 @@ import suptickets as st
 from suptickets.ops import backend, cost
 from suptickets.train import cli
 
-from conftest import KERNELS_FIRST
-
-DENSE_FIRST = {k: ([0.0, 1e12] if "/dense/" in k else [1e6, 1.0]) for k in KERNELS_FIRST}
+from helpers import DENSE_FIRST, KERNELS_FIRST
 
 
 @pytest.fixture
