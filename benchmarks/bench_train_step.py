@@ -1,8 +1,10 @@
-"""One training step of VGG-16 and ResNet-18 at CIFAR shapes, dense against sparse, on this CPU.
+"""One training step of VGG-16 and ResNet-18 at CIFAR shapes, and of the Fashion-MNIST study's
+``cnn2`` and ``mlp3x1000`` at its shapes, dense against sparse, on this CPU.
 
     python benchmarks/bench_train_step.py            # both models, ERK 90 % and 95 %, blocks 1 4 8 16 32
     python benchmarks/bench_train_step.py --quick    # VGG-16, ERK 90 %, blocks 1 and 32 (< 3 minutes)
     python benchmarks/bench_train_step.py --precision bf16-mixed   # both steps under bf16 autocast
+    python benchmarks/bench_train_step.py --models cnn2,mlp3x1000 --threads 1   # as the study runs them
 
 A step is forward, backward and SGD with momentum on a batch of 128 32x32 images, plus RigL's
 topology update amortised at delta T = 100: (99 plain steps + 1 update step) / 100, the update
@@ -15,7 +17,8 @@ machine whose speed drifts slows both alike. Columns:
 - peak MB: the resident memory a step adds to a fresh process (``_measure.peak_mb``, median of 3
   processes; one with --quick);
 - outside: the share of the sparse step spent outside the suptickets operators (BatchNorm, ReLU,
-  pooling, the loss, the optimizer), from a profile of one plain step.
+  pooling, the loss, the optimizer, and the layers on the dense path), from a profile of one plain step;
+- dense path: how many sparse layers the cost model sends to the dense path (``st.plan``).
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ from _measure import interleaved_median_ms, markdown_table, median_ms, peak_mb  
 
 BATCH = 128
 UPDATE_EVERY = 100
+# (input channels, image size) of each model: CIFAR for the CIFAR networks, Fashion-MNIST for the study's
+SHAPES = {"vgg16": (3, 32), "resnet18": (3, 32), "cnn2": (1, 28), "mlp3x1000": (1, 28)}
 
 
 def make_run(model_name: str, density: float | None, block: int, seed: int = 0, update_every: int = UPDATE_EVERY,
@@ -43,14 +48,15 @@ def make_run(model_name: str, density: float | None, block: int, seed: int = 0, 
     """(model, optimizer, SparseTraining or None, step function); with update_every=1 every step
     is a RigL update step; "bf16-mixed" runs forward and loss under bf16 autocast."""
     torch.manual_seed(seed)
-    model = build_model(model_name, in_channels=3, image_size=32, num_classes=10)
+    channels, size = SHAPES[model_name]
+    model = build_model(model_name, in_channels=channels, image_size=size, num_classes=10)
     if density is not None:
         model = st.sparsify(model, density=density, block_size=(block, block))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     training = None
     if density is not None:
         training = st.SparseTraining(model, optimizer, st.RigL(update_every=update_every), total_steps=10_000)
-    x = torch.randn(BATCH, 3, 32, 32)
+    x = torch.randn(BATCH, channels, size, size)
     y = torch.randint(0, 10, (BATCH,))
 
     def step():
@@ -60,6 +66,7 @@ def make_run(model_name: str, density: float | None, block: int, seed: int = 0, 
         loss.backward()
         optimizer.step() if training is None else training.step()
 
+    step.example = x
     return model, optimizer, training, step
 
 
@@ -92,7 +99,7 @@ def print_peak(model_name, density, block, precision):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="VGG-16 at ERK 90 %% only")
-    parser.add_argument("--models", default=None, help="comma-separated: vgg16,resnet18")
+    parser.add_argument("--models", default=None, help="comma-separated: vgg16,resnet18,cnn2,mlp3x1000")
     parser.add_argument("--sparsities", default=None, help="comma-separated, e.g. 0.9,0.95")
     parser.add_argument("--blocks", default=None, help="block sides (1: unstructured); default 1,4,8,16,32, "
                         "with --quick 1,32")
@@ -115,7 +122,7 @@ def main(argv=None):
           f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, {args.precision}, "
           f"batch {BATCH}, RigL update every {UPDATE_EVERY} steps amortised")
     header = ("model", "sparsity", "block", "dense img/s", "sparse img/s", "speedup", "FLOPs ratio", "eta_step",
-              "dense peak MB", "sparse peak MB", "outside")
+              "dense peak MB", "sparse peak MB", "outside", "dense path")
     rows = []
     for model_name in models:
         _, _, _, dense_step = make_run(model_name, None, 1, precision=args.precision)
@@ -127,13 +134,14 @@ def main(argv=None):
                 dense_ms, plain_ms = interleaved_median_ms([dense_step, step], repeats)
                 update_ms = median_ms(update_step, max(1, repeats // 2))  # RigL's score, selection, re-pack
                 sparse_ms = ((UPDATE_EVERY - 1) * plain_ms + update_ms) / UPDATE_EVERY
-                ratio = st.flops.report(model, (BATCH, 3, 32, 32), method=training).training_ratio
+                ratio = st.flops.report(model, tuple(step.example.shape), method=training).training_ratio
+                planned = st.plan(model, step.example)
                 speedup = dense_ms / sparse_ms
                 rows.append((model_name, f"{sparsity:.2f}", f"{block}x{block}", f"{BATCH / dense_ms * 1e3:.0f}",
                              f"{BATCH / sparse_ms * 1e3:.0f}", f"{speedup:.2f}x", f"{ratio:.3f}",
                              f"{speedup * ratio:.2f}", f"{dense_peak:.0f}",
                              f"{peak_in_fresh_process(model_name, 1 - sparsity, block, peak_runs, args.precision):.0f}",
-                             f"{outside_share(step):.0%}"))
+                             f"{outside_share(step):.0%}", f"{planned.dense_layers} of {len(planned)}"))
                 print(f"  {model_name} {sparsity} {block}x{block}: {speedup:.2f}x", file=sys.stderr, flush=True)
     print(markdown_table(header, rows))
 

@@ -53,10 +53,10 @@ STATISTICS = {"rtol": 1e-5, "atol": 1e-6}  # float64 arithmetic of a few sums (s
 
 
 # Cost-model constants (ops/cost.py) that always prefer the kernels, or always the dense path.
-KERNELS_FIRST = {f"{kind}/{path}/{dtype}": ([1e6, 1.0] if path == "dense" else [0.0, 1e12])
+KERNELS_FIRST = {f"{kind}/{path}/{dtype}": ([1e6, 0.0, 0.0] if path == "dense" else [0.0, 0.0, 0.0])
                  for kind in ("linear", "conv") for path in ("dense", "element", "tile")
                  for dtype in ("float32", "float64", "bfloat16", "float16")}
-DENSE_FIRST = {k: ([0.0, 1e12] if "/dense/" in k else [1e6, 1.0]) for k in KERNELS_FIRST}
+DENSE_FIRST = {k: ([0.0, 0.0, 0.0] if "/dense/" in k else [1e6, 0.0, 0.0]) for k in KERNELS_FIRST}
 
 
 def tolerances(dtype: torch.dtype) -> dict:

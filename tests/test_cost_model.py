@@ -27,27 +27,28 @@ def fresh_cost(monkeypatch, tmp_path):
 
 
 def test_calibration_is_cached_per_machine_and_thread_count(fresh_cost, monkeypatch):
-    a, rate = cost.constants("linear", "element", torch.float32)
-    assert a >= 0 and rate > 0
+    a, per_flop, per_element = cost.constants("linear", "element", torch.float32)
+    assert min(a, per_flop, per_element) >= 0 and per_flop + per_element > 0
     path = cost.cache_file()
     assert os.path.dirname(path) == str(fresh_cost) and f"threads{torch.get_num_threads()}" in path
-    assert json.load(open(path))["constants"]["linear/element/float32"] == [a, rate]
+    assert json.load(open(path))["constants"]["linear/element/float32"] == [a, per_flop, per_element]
     # a new process state reads the cache instead of measuring again
     monkeypatch.setattr(cost, "_loaded_from", None)
     cost._constants.clear()
     cost._agreed.clear()
     monkeypatch.setattr(cost, "_calibrate", lambda *args: pytest.fail("calibrated again"))
-    assert cost.constants("linear", "element", torch.float32) == [a, rate]
+    assert cost.constants("linear", "element", torch.float32) == [a, per_flop, per_element]
 
 
 def _work(M, density=0.1, block=(1, 1)):
-    return cost.Work(M, 256, 256, density, block, False, torch.float32)
+    return cost.Work(M, 256, 256, density, block, False, torch.float32, M * 512)
 
 
 def test_the_choice_is_a_function_of_the_constants(fresh_cost):
-    cost.load_state({"linear/dense/float32": [1.0, 1e8], "linear/element/float32": [0.1, 5e6]})
+    cost.load_state({"linear/dense/float32": [1.0, 1e-8, 0.0], "linear/element/float32": [0.1, 2e-7, 0.0]})
     small, large = _work(16), _work(100_000)
     # small: 0.1 + 0.13 ms against 1.0 + 0.06 ms -> the kernels; large: 786 ms against 394 ms -> dense
+    assert cost.estimate_ms(small, "element") == pytest.approx(0.1 + 2e-7 * 6 * 16 * 256 * 256 * 0.1)
     assert not cost.prefers_dense(small) and cost.prefers_dense(large)
     x = torch.empty(0)
     assert backend.explain("bsr_linear", x, x, block_size=(1, 1), work=small).backend == "cpu"

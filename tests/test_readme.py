@@ -59,26 +59,20 @@ def _result_table(text: str) -> dict:
 
 @pytest.mark.slow
 def test_the_main_job_prints_the_readme_figures(tmp_path):
-    """The main job, as the README's install command runs it. The arithmetic of the kernels depends on
-    the instruction set, and dense ops on the thread count, so the figures are compared exactly on the
-    README's (AVX2, 2 threads) and to within two test images elsewhere; the time within a factor of 2."""
-    import torch
-
-    import suptickets.ops as ops
-    block = re.search(r"```text\n(network.*?)```", readme(), re.S)
-    want = _result_table(block.group(1))
-    proc = subprocess.run([sys.executable, "-m", "suptickets", "train", "--quiet"], cwd=tmp_path,
+    """The main job, as the README's install command runs it on a new machine (a fresh cost-model
+    calibration): sparsity and FLOPs exactly; accuracy to within two of the 450 test images (the
+    instruction set, the thread count and the cost model's paths change the last bits of the
+    arithmetic); the time within a factor of 2 (a drift check of the README, not a speed test)."""
+    want = _result_table(re.search(r"```text\n(network.*?)```", readme(), re.S).group(1))
+    env = {**os.environ, "SUPTICKETS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "suptickets", "train", "--quiet"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = _result_table(proc.stdout)
-    same_machine = ops.simd_level() == "avx2" and torch.get_num_threads() == 2
     for key in ("sparsity", "FLOPs train", "FLOPs test"):
         assert got[key] == want[key], key
-    if same_machine:
-        for key in ("test accuracy", "ECE", "NLL"):
-            assert got[key] == want[key], (key, got[key], want[key])
-    else:
-        assert abs(float(got["test accuracy"].split()[0]) - float(want["test accuracy"].split()[0])) <= 200 / 450
+    accuracy, want_accuracy = (float(t["test accuracy"].split()[0]) for t in (got, want))
+    assert abs(accuracy - want_accuracy) <= 200 / 450 + 1e-9, (accuracy, want_accuracy)
     seconds, want_seconds = (float(t["training time"].split()[0]) for t in (got, want))
     assert want_seconds / 2 <= seconds <= want_seconds * 2, f"the main job took {seconds} s, the README says " \
                                                             f"{want_seconds} s: measure it again"

@@ -3,10 +3,13 @@
 themselves (CUDA tensors take the Triton kernels).
 
 A forward+backward of a product on path ``p`` (``dense``, ``element``: blocks with a side below
-8, ``tile``: the rest) is modelled as ``t = a_p + w / r_p`` with ``w`` the FLOPs it does
-(``6 M N K``, times the density for a sparse path) and ``(a_p, r_p)`` a fixed cost and a rate,
-per product (linear, conv), path and dtype. Each pair is calibrated once per machine from the
-forward+backward times of two problem sizes (a fraction of a second), and the constants are
+8, ``tile``: the rest) is modelled as ``t = a_p + f_p * w + e_p * n`` with ``w`` the FLOPs it does
+(``6 M N K``, times the density for a sparse path), ``n`` the activation elements it reads and
+writes (its input and output; packing them costs the sparse kernels much when a layer has few
+channels), and ``(a_p, f_p, e_p)`` a fixed cost and the costs of a FLOP and of an element, per
+product (linear, conv), path and dtype. They are fitted (non-negative least squares) once per
+machine to the forward+backward times of three problems, one of them with few channels (a
+second or so), and the constants are
 cached in ``$SUPTICKETS_CACHE_DIR`` (default ``$XDG_CACHE_HOME/suptickets`` or
 ``~/.cache/suptickets``), in a file named by the CPU model and the thread count. A run records
 the constants it used in its checkpoints (:func:`state` / :func:`load_state`), so a resumed run
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 PATHS = ("dense", "element", "tile")
-_constants: dict[str, list[float]] = {}  # "linear/element/float32" -> [a_ms, r_flops_per_ms]
+_constants: dict[str, list[float]] = {}  # "linear/element/float32" -> [a_ms, ms per FLOP, ms per element]
 _agreed: set[str] = set()  # keys this process has settled (with rank 0's values under torch.distributed)
 _loaded_from: str | None = None
 
@@ -41,6 +44,7 @@ class Work:
     block: tuple
     conv: bool
     dtype: torch.dtype
+    elements: int  # of the activations read and written: the input and the output
 
     def flops(self, path: str) -> float:
         dense = 6.0 * self.M * self.N * self.K  # forward, dX and dW
@@ -61,15 +65,17 @@ def global_rows(rows: int) -> int:
 def linear_work(x: torch.Tensor, layout, values: torch.Tensor) -> Work:
     R, C = layout.shape
     br, bc = layout.block_size
-    return Work(global_rows(x.numel() // max(1, C)), R, C, values.shape[0] * br * bc / (R * C), (br, bc), False,
-                x.dtype)
+    M = global_rows(x.numel() // max(1, C))
+    return Work(M, R, C, values.shape[0] * br * bc / (R * C), (br, bc), False, x.dtype, M * (R + C))
 
 
 def conv_work(x: torch.Tensor, layout, values: torch.Tensor, out_hw: tuple) -> Work:
     R, C = layout.shape
     br, bc = layout.block_size
-    return Work(global_rows(x.shape[0] * out_hw[0] * out_hw[1]), R, C, values.shape[0] * br * bc / (R * C),
-                (br, bc), True, x.dtype)
+    B = global_rows(x.shape[0])
+    elements = B * (x.shape[1] * x.shape[2] * x.shape[3] + R * out_hw[0] * out_hw[1])
+    return Work(B * out_hw[0] * out_hw[1], R, C, values.shape[0] * br * bc / (R * C), (br, bc), True, x.dtype,
+                elements)
 
 
 def _cpu_model() -> str:
@@ -104,7 +110,7 @@ def load_state(values: dict) -> None:
     global _loaded_from
     _constants.clear()
     _agreed.clear()
-    _constants.update({str(k): [float(a), float(r)] for k, (a, r) in values.items()})
+    _constants.update({str(k): [float(c) for c in v] for k, v in values.items()})
     _loaded_from = "state"
 
 
@@ -117,7 +123,8 @@ def _read_cache() -> None:
         with open(_loaded_from) as f:
             values = json.load(f)
         if isinstance(values, dict):
-            _constants.update({str(k): [float(a), float(r)] for k, (a, r) in values.get("constants", {}).items()})
+            _constants.update({str(k): [float(c) for c in v] for k, v in values.get("constants", {}).items()
+                               if isinstance(v, list) and len(v) == 3})
     except (OSError, ValueError, TypeError):
         pass  # no cache yet (or an unreadable one): calibrate
 
@@ -148,19 +155,24 @@ def _time_ms(fn, repeats: int = 5, warmup: int = 2) -> float:
     return 1e3 * min(times)
 
 
-def _sample(kind: str, path: str, dtype: torch.dtype, size: int) -> tuple[float, float]:
-    """(FLOPs, ms) of one forward+backward of a calibration problem (size 0: small, 1: medium)."""
+# The calibration problems: small (the fixed cost), large (FLOPs), few channels (elements).
+_LINEAR_SAMPLES = ((64, 256, 256), (1024, 512, 512), (4096, 32, 32))   # (rows, in, out)
+_CONV_SAMPLES = ((8, 32, 32, 16), (32, 64, 64, 16), (64, 8, 16, 28))     # (batch, in, out, image size)
+
+
+def _sample(kind: str, path: str, dtype: torch.dtype, size: int) -> tuple[float, float, float]:
+    """(FLOPs, elements, ms) of one forward+backward of calibration problem ``size``."""
     from . import dense_path
     generator = torch.Generator().manual_seed(size)
-    block = (1, 1) if path == "element" else (16, 16)
-    density = 1.0 if path == "dense" else 0.1
+    block = (1, 1) if path == "element" else (8, 8) if size == 2 else (16, 16)  # (blocks that fit the channels)
     shape: tuple[int, ...]
     if kind == "linear":
-        M, C = (64, 256) if size == 0 else (1024, 512)
-        R, shape, geometry, M_rows = C, (M, C), None, M
+        M, C, R = _LINEAR_SAMPLES[size]
+        shape, geometry, M_rows, elements = (M, C), None, M, M * (C + R)
     else:
-        B, C, HW = (8, 32, 16) if size == 0 else (32, 64, 16)
-        R, shape, geometry, M_rows = C, (B, C, HW, HW), ((3, 3), (1, 1), (1, 1), (1, 1)), B * HW * HW
+        B, C, R, HW = _CONV_SAMPLES[size]
+        shape, geometry = (B, C, HW, HW), ((3, 3), (1, 1), (1, 1), (1, 1))
+        M_rows, elements = B * HW * HW, B * HW * HW * (C + R)
     K = C * (9 if geometry else 1)
     layout = _random_layout((R, K), block, generator)
     values = torch.randn(layout.nnz, *block, generator=generator).to(dtype).requires_grad_()
@@ -172,10 +184,11 @@ def _sample(kind: str, path: str, dtype: torch.dtype, size: int) -> tuple[float,
     else:  # the C++ operators themselves, with their autograd (no dispatch: no cost model inside its own calibration)
         run = (lambda: torch.ops.suptickets.bsr_linear(x, values, *index, None, R)) if geometry is None else \
             (lambda: torch.ops.suptickets.bsr_conv2d(x, values, *index, None, R, *(list(g) for g in geometry)))
-    work = Work(M_rows, R, K, density if path != "dense" else 1.0, block, geometry is not None, dtype)
+    density = layout.nnz * block[0] * block[1] / (R * K) if path != "dense" else 1.0
+    work = Work(M_rows, R, K, density, block, geometry is not None, dtype, elements)
     grad = torch.randn(run().shape, generator=generator).to(dtype)
     ms = _time_ms(lambda: run().backward(grad))
-    return work.flops(path), ms
+    return work.flops(path), float(elements), ms
 
 
 def _random_layout(shape: tuple, block: tuple, generator: torch.Generator):
@@ -192,14 +205,31 @@ def _random_layout(shape: tuple, block: tuple, generator: torch.Generator):
                            row_ptr=row_ptr, col_ptr=col_ptr, col_perm=col_perm)
 
 
+def _fit(samples: list[tuple[float, float, float]]) -> list[float]:
+    """Non-negative ``(a, f, e)`` with ``a + f w + e n`` closest to the times (least squares on
+    relative errors; a coefficient that comes out negative is dropped and the rest fitted again)."""
+    free = [0, 1, 2]
+    while True:
+        rows = torch.tensor([[1.0, w, n] for w, n, _ in samples], dtype=torch.float64)
+        t = torch.tensor([ms for *_, ms in samples], dtype=torch.float64)
+        A = rows[:, free] / t.unsqueeze(1)
+        solution = torch.linalg.lstsq(A, torch.ones_like(t).unsqueeze(1)).solution.squeeze(1)
+        if bool((solution >= 0).all()) or len(free) == 1:
+            coeffs = [0.0, 0.0, 0.0]
+            for i, c in zip(free, solution.tolist()):
+                coeffs[i] = max(0.0, c)
+            return coeffs
+        free = [i for i, c in zip(free, solution.tolist()) if c >= 0] or [1]
+
+
 def _calibrate(kind: str, path: str, dtype: torch.dtype) -> list[float]:
-    (w1, t1), (w2, t2) = _sample(kind, path, dtype, 0), _sample(kind, path, dtype, 1)
-    rate = (w2 - w1) / (t2 - t1) if t2 > t1 else w2 / t2
-    return [max(0.0, t1 - w1 / rate), rate]
+    # (the call that needs the constants may run without gradients or under autocast)
+    with torch.enable_grad(), torch.autocast("cpu", enabled=False):
+        return _fit([_sample(kind, path, dtype, size) for size in range(3)])
 
 
 def constants(kind: str, path: str, dtype: torch.dtype) -> list[float]:
-    """``[a_ms, rate]`` of a product kind, path and dtype: the cache's, else calibrated now (and
+    """``[a_ms, ms per FLOP, ms per element]`` of a product kind, path and dtype: the cache's, else calibrated now (and
     cached). Under ``torch.distributed`` every process takes rank 0's (all of them settle the same
     keys in the same order, the first time a product of the kind and dtype runs), so every rank
     chooses the paths one process would."""
@@ -216,14 +246,14 @@ def constants(kind: str, path: str, dtype: torch.dtype) -> list[float]:
     if ranks:
         shared = [_constants.get(key)]
         dist.broadcast_object_list(shared, src=0)
-        _constants[key] = list(shared[0] or [0.0, 1.0])
+        _constants[key] = list(shared[0] or [0.0, 0.0, 0.0])
     _agreed.add(key)
     return _constants[key]
 
 
 def estimate_ms(work: Work, path: str) -> float:
-    a, rate = constants("conv" if work.conv else "linear", path, work.dtype)
-    return a + work.flops(path) / rate
+    a, per_flop, per_element = constants("conv" if work.conv else "linear", path, work.dtype)
+    return a + per_flop * work.flops(path) + per_element * work.elements
 
 
 def prefers_dense(work: Work) -> bool:
