@@ -237,3 +237,12 @@ def test_cycle_length_curve_and_its_threshold(tmp_path):
     from study.plot import plot_curve
     plot_curve(points, str(tmp_path / "curve.png"), "test")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_cli_threshold_is_the_curve_of_the_committed_records():
+    """``SHORTEST_HELPFUL_CYCLE`` (the one place the CLI's short-cycle note reads) is what the
+    committed records of both studies say."""
+    from suptickets.methods import SHORTEST_HELPFUL_CYCLE
+    both = {**study_records.load_records(os.path.join(ROOT, "results", "fashion-mnist"), study_plan.plan()),
+            **study_records.load_records(os.path.join(ROOT, "results", "fashion-mnist-long"), study_plan.long_plan())}
+    assert study_report.helpful_from(study_report.curve(both)) == SHORTEST_HELPFUL_CYCLE

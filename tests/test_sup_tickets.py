@@ -473,3 +473,21 @@ def test_booster_errors():
     assert math.isclose(boosted.sup_tickets.lr(41, low=0.02), 0.6 * 0.02 + 0.4 * 0.1)  # t = 1/5
     with pytest.raises(ValueError, match="outside the cyclic phase"):
         boosted.sup_tickets.lr(40, low=0.02)
+
+
+# ---- the command line's note on short cycles -------------------------------------------------------
+
+def test_a_short_cycle_run_is_told_and_a_long_one_is_not(tmp_path, capsys, monkeypatch):
+    from suptickets.methods import sup_tickets
+    from suptickets.train import cli
+    args = ["train", "--model", "mlp", "--epochs", "2", "--cycle-rate", "0.5", "--cycles", "1", "--update-every", "10",
+            "--quiet", "--threads", "1"]
+    assert cli.main([*args, "--out", str(tmp_path / "short")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    note = [line for line in err if "note: Sup-tickets cycles of" in line]
+    assert len(note) == 1 and f"shorter than the {sup_tickets.SHORTEST_HELPFUL_CYCLE} steps" in note[0]
+    assert "--epochs" in note[0] and "--cycles" in note[0]
+    monkeypatch.setattr(sup_tickets, "SHORTEST_HELPFUL_CYCLE", 40)  # a run whose cycle (42 steps) is long enough
+    assert cli.main([*args, "--out", str(tmp_path / "long")]) == 0
+    assert "note: Sup-tickets cycles" not in capsys.readouterr().err
+    assert sup_tickets.short_cycle_note(40) is None and sup_tickets.short_cycle_note(39) is not None

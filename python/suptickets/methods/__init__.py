@@ -6,7 +6,7 @@ from .rigl import RigL
 from .set import SET
 from .snip import SNIP
 from .static import Static
-from .sup_tickets import SupTickets, cyclic_lr
+from .sup_tickets import SHORTEST_HELPFUL_CYCLE, SupTickets, cyclic_lr, short_cycle_note
 from .superposer import Superposer
 from .topology import LayerUpdate, Topology, select_global
 from .training import SparseTraining
@@ -15,4 +15,5 @@ from .training import SparseTraining
 METHODS: dict[str, type[Method]] = {"static": Static, "snip": SNIP, "set": SET, "rigl": RigL, "granet": GraNet}
 
 __all__ = ["METHODS", "Method", "Static", "SNIP", "SET", "RigL", "GraNet", "SparseTraining", "SupTickets", "Superposer",
-           "TicketEnsemble", "cyclic_lr", "Topology", "LayerUpdate", "select_global"]
+           "TicketEnsemble", "cyclic_lr", "SHORTEST_HELPFUL_CYCLE", "short_cycle_note", "Topology", "LayerUpdate",
+           "select_global"]

@@ -25,6 +25,23 @@ from .topology import LayerUpdate, Topology
 
 log = logging.getLogger("suptickets")
 
+# The shortest cycle, in optimizer steps, from which on the booster did not lose to its base method
+# in this project's measurements: the cycle-length curve of the Fashion-MNIST studies (mlp3x1000,
+# RigL at 90 %, the records under results/fashion-mnist and results/fashion-mnist-long; printed by
+# `python benchmarks/bench_study.py --plan long --report` as "shortest cycle from which on no interval
+# lies below zero", and checked against the committed records by tests/test_study.py). Cycles of
+# 143 and 286 steps lost (95 % intervals below zero); from this length on no interval lies below zero.
+SHORTEST_HELPFUL_CYCLE = 1430
+
+
+def short_cycle_note(cycle_steps: int) -> str | None:
+    """A warning for cycles shorter than :data:`SHORTEST_HELPFUL_CYCLE` (None otherwise)."""
+    if cycle_steps >= SHORTEST_HELPFUL_CYCLE:
+        return None
+    return (f"Sup-tickets cycles of {cycle_steps} steps are shorter than the {SHORTEST_HELPFUL_CYCLE} steps from "
+            "which on the booster did not lose to its base method in this project's Fashion-MNIST study (shorter "
+            "ones lost 0.2-0.3 points)")
+
 
 def _positive(value, name: str, allow_zero: bool = False) -> float:
     try:

@@ -23,6 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from .. import methods
 from ..ops import cost
 from . import build, distributed, strict_json
 from .checkpoint import (
@@ -189,8 +190,14 @@ class Run:
                       f"{self.total_steps} steps on {self.device}"
                       f"{f' x {ctx.world} processes' if ctx.distributed else ''}")
             if self.boost is not None:
-                self._say(f"Sup-tickets: base phase to step {self.boost.start}, {self.boost.cycles} cycles of "
-                          f"{self.boost.cycle} steps, tickets after steps {self.boost.collection_steps()}")
+                self._say(f"Sup-tickets: base phase to step {self.boost.start}, {self.boost.cycles} cycle"
+                          f"{'s' if self.boost.cycles != 1 else ''} of {self.boost.cycle} steps, tickets after "
+                          f"steps {self.boost.collection_steps()}")
+                note = methods.short_cycle_note(self.boost.cycle)
+                if note is not None:  # said even with --quiet: it is about the result
+                    print(f"suptickets train: note: {note}: lengthen them with more --epochs (the cycles fill the "
+                          f"last --cycle-rate {c.cycle_rate:g} of the run), fewer --cycles or more --cycle-epochs",
+                          file=sys.stderr)
         start = time.perf_counter()
         while self.epoch < c.epochs:
             try:
