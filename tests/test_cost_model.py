@@ -19,9 +19,7 @@ def fresh_cost(monkeypatch, tmp_path):
     """The cost model with no constants in memory and an empty cache folder; restored after."""
     saved = cost.state()
     monkeypatch.setenv("SUPTICKETS_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(cost, "_loaded_from", None)
-    cost._constants.clear()
-    cost._agreed.clear()
+    cost.reset()
     yield tmp_path
     cost.load_state(saved)
 
@@ -33,9 +31,7 @@ def test_calibration_is_cached_per_machine_and_thread_count(fresh_cost, monkeypa
     assert os.path.dirname(path) == str(fresh_cost) and f"threads{torch.get_num_threads()}" in path
     assert json.load(open(path))["constants"]["linear/element/float32"] == [a, per_flop, per_element]
     # a new process state reads the cache instead of measuring again
-    monkeypatch.setattr(cost, "_loaded_from", None)
-    cost._constants.clear()
-    cost._agreed.clear()
+    cost.reset()
     monkeypatch.setattr(cost, "_calibrate", lambda *args: pytest.fail("calibrated again"))
     assert cost.constants("linear", "element", torch.float32) == [a, per_flop, per_element]
 
@@ -87,9 +83,7 @@ def test_a_resumed_run_takes_the_paths_of_the_uninterrupted_one(tmp_path, monkey
     def use_cache(folder, constants):
         os.makedirs(folder, exist_ok=True)
         monkeypatch.setenv("SUPTICKETS_CACHE_DIR", str(folder))
-        monkeypatch.setattr(cost, "_loaded_from", None)
-        cost._constants.clear()
-        cost._agreed.clear()
+        cost.reset()
         threads = torch.get_num_threads()
         torch.set_num_threads(args["threads"])  # the cache file is the run's thread count's
         with open(cost.cache_file(), "w") as f:

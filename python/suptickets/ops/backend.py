@@ -180,6 +180,23 @@ def explain(op: str, *tensors: torch.Tensor, block_size=None, work=None) -> Deci
     return Decision(last, fallback="; ".join(reasons) if reasons else None)
 
 
+_decisions: dict[tuple, Decision] = {}
+
+
+def _decided(op: str, tensors, block_size, work) -> Decision:
+    """``explain`` of a call, remembered for calls that look the same to it (devices, dtypes, block,
+    work, and the cost model's constants): a layer's calls after its first cost a dict lookup."""
+    from . import cost
+    key = (op, tuple((t.device.type, t.dtype) for t in tensors), None if block_size is None else tuple(block_size),
+           work, cost.version, _extension.available)
+    decision = _decisions.get(key)
+    if decision is None:
+        if len(_decisions) > 4096:
+            _decisions.clear()
+        decision = _decisions[key] = explain(op, *tensors, block_size=block_size, work=work)
+    return decision
+
+
 def choose(op: str, *tensors: torch.Tensor, block_size=None, where: str | None = None, work=None) -> str:
     """The backend that runs this call of ``op``: ``"cpu"``, ``"triton"``, ``"dense"`` (a
     product's dense path) or ``"reference"``. When ``auto`` finds no kernel that takes a call (not
@@ -196,7 +213,7 @@ def choose(op: str, *tensors: torch.Tensor, block_size=None, where: str | None =
             raise RuntimeError(f"SUPTICKETS_BACKEND={want}, but the {want} kernels cannot run this {op} call: "
                                f"{reason}")
         return want
-    decision = explain(op, *tensors, block_size=block_size, work=work)
+    decision = _decided(op, tensors, block_size, work)
     if decision.fallback is None and (decision.backend != "reference" or entry.exact):
         return decision.backend
     devices = {t.device.type for t in tensors}

@@ -31,6 +31,7 @@ PATHS = ("dense", "element", "tile")
 _constants: dict[str, list[float]] = {}  # "linear/element/float32" -> [a_ms, ms per FLOP, ms per element]
 _agreed: set[str] = set()  # keys this process has settled (with rank 0's values under torch.distributed)
 _loaded_from: str | None = None
+version = 0  # changes whenever the constants in use change (decisions cached on them are then stale)
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,21 @@ def state() -> dict:
 
 def load_state(values: dict) -> None:
     """Uses ``values`` (a :func:`state`) from now on, in place of the cache's."""
-    global _loaded_from
+    global _loaded_from, version
     _constants.clear()
     _agreed.clear()
+    version += 1
     _constants.update({str(k): [float(c) for c in v] for k, v in values.items()})
     _loaded_from = "state"
+
+
+def reset() -> None:
+    """Forgets the constants in use: the next product reads the cache (or calibrates) again."""
+    global _loaded_from, version
+    _constants.clear()
+    _agreed.clear()
+    _loaded_from = None
+    version += 1
 
 
 def _read_cache() -> None:
@@ -239,6 +250,8 @@ def constants(kind: str, path: str, dtype: torch.dtype) -> list[float]:
     if key in _agreed:
         return _constants[key]
     ranks = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    global version
+    version += 1
     if key not in _constants and (not ranks or dist.get_rank() == 0):
         _constants[key] = _calibrate(kind, path, dtype)
         if _loaded_from != "state":

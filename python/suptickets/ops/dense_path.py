@@ -18,6 +18,8 @@ def element_index(layout) -> torch.Tensor:
     below the dense product it serves."""
     R, C = layout.shape
     br, bc = layout.block_size
+    if br == bc == 1:
+        return layout.rows.long() * C + layout.cols
     rows = layout.rows.long().view(-1, 1, 1) * br + torch.arange(br, device=layout.rows.device).view(1, -1, 1)
     cols = layout.cols.long().view(-1, 1, 1) * bc + torch.arange(bc, device=layout.cols.device).view(1, 1, -1)
     return (rows * C + cols).reshape(-1)

@@ -18,6 +18,9 @@ def pair(value, name: str, op: str | None = None, minimum: int | None = None) ->
     argument (kernel size, stride, padding, dilation, block size, shape). ``TypeError`` naming
     ``name`` (and ``op``) for anything but integers (floats and booleans are refused, never
     truncated), ``ValueError`` for a length other than two or, with ``minimum``, a value below it."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+            and (minimum is None or min(value) >= minimum):
+        return value  # already a pair (a layer's own geometry, every call): nothing to parse
     where = f"{op}: " if op else ""
     try:
         items = (_integer(value),) * 2 if not hasattr(value, "__iter__") else tuple(_integer(v) for v in value)
