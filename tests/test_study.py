@@ -81,11 +81,12 @@ def test_long_plan_lines_in_order_with_their_cycle_lengths():
     booster = {(s.network, s.method, s.sparsity, s.block, s.epochs, s.cycle_count): s.cycle_steps(STEPS_PER_EPOCH)
                for s in specs if s.boost}
     assert booster[("mlp3x1000", "rigl", 0.9, 8, 100, 3)] == 1430
-    assert [booster[("mlp3x1000", "rigl", 0.9, 8, 100, m)] for m in (1, 2, 5, 10)] == [4290, 2145, 858, 429]
+    assert [booster[("mlp3x1000", "rigl", 0.9, 8, 100, m)] for m in (1, 2, 5, 10, 15, 30)] == [
+        4290, 2145, 858, 429, 286, 143]
     assert booster[("mlp3x1000", "rigl", 0.9, 8, 200, 3)] == 2860
     assert ("mlp3x1000", "rigl", 0.95, 1, 100, 3) in booster and ("cnn2", "rigl", 0.95, 1, 100, 3) in booster
     for row, seeds in rows.items():
-        assert len(seeds) == (3 if row[1] == "dense" or row[7] in (1, 2, 5, 10) else 5), row
+        assert len(seeds) == (3 if row[1] == "dense" or row[7] in (1, 2, 5, 10, 15, 30) else 5), row
     # each line before the next: a (100-epoch pairs, then dense), b, c, d, e, f
     first = {name: next(i for i, s in enumerate(specs) if test(s)) for name, test in {
         "b": lambda s: s.cycles == 10, "c": lambda s: s.epochs == 200, "d": lambda s: s.sparsity == 0.95,

@@ -98,7 +98,8 @@ def long_plan(networks=NETWORKS) -> list[Spec]:
     a. ``mlp3x1000``, RigL 90 %, 8x8 blocks, 100 epochs, 3 cycles in the last 10 % (1,430 steps
        each): base and booster, 5 seeds; dense at 100 epochs, 3 seeds.
     b. the cycle-length curve: the same with M = 1, 2, 5, 10 cycles (4,290 / 2,145 / 858 / 429
-       steps each), 3 seeds.
+       steps each), 3 seeds; then M = 15, 30 (286 / 143 steps, the short study's cycle lengths
+       within the long schedule), 3 seeds.
     c. 200 epochs (2,860 steps per cycle, the paper's CIFAR length), base and booster, 5 seeds.
     d. ``mlp3x1000``, RigL 95 % unstructured, 100 epochs, base and booster, 5 seeds.
     e. ``cnn2``, RigL 95 % unstructured, 100 epochs, base and booster, 5 seeds; dense 3 seeds.
@@ -114,6 +115,8 @@ def long_plan(networks=NETWORKS) -> list[Spec]:
         lines += [Spec("mlp3x1000", "dense", 0.0, 1, False, s, epochs=100) for s in range(3)]
         lines += [Spec("mlp3x1000", "rigl", 0.9, 8, True, s, epochs=100, cycles=m) for s in range(3)
                   for m in (1, 2, 5, 10)]
+        lines += [Spec("mlp3x1000", "rigl", 0.9, 8, True, s, epochs=100, cycles=m) for s in range(3)
+                  for m in (15, 30)]
         lines += pairs("mlp3x1000", "rigl", 0.9, 8, 200)
         lines += pairs("mlp3x1000", "rigl", 0.95, 1, 100)
     if "cnn2" in networks:

@@ -5,6 +5,7 @@
     model = st.sparsify(model, density=0.1, distribution="erk", block_size=(32, 32))
 """
 from . import ops
+from .ops.backend import FallbackWarning
 from .methods import SET, SNIP, GraNet, RigL, SparseTraining, Static, Superposer, SupTickets, TicketEnsemble
 from .sparse import (
     BlockLayout,
@@ -20,6 +21,5 @@ from .train import flops
 
 __version__ = "0.1.0"
 __all__ = ["ops", "flops", "BlockLayout", "SparseLinear", "SparseConv2d", "sparsify", "densify", "sparsity_table",
-           "plan",
-           "layer_densities", "SparseTraining", "Static", "SNIP", "SET", "RigL", "GraNet",
+           "plan", "FallbackWarning", "layer_densities", "SparseTraining", "Static", "SNIP", "SET", "RigL", "GraNet",
            "SupTickets", "Superposer", "TicketEnsemble"]
