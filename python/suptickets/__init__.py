@@ -5,8 +5,8 @@
     model = st.sparsify(model, density=0.1, distribution="erk", block_size=(32, 32))
 """
 from . import ops
-from .ops.backend import FallbackWarning
 from .methods import SET, SNIP, GraNet, RigL, SparseTraining, Static, Superposer, SupTickets, TicketEnsemble
+from .ops.backend import FallbackWarning
 from .sparse import (
     BlockLayout,
     SparseConv2d,
