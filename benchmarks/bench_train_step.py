@@ -18,7 +18,9 @@ machine whose speed drifts slows both alike. Columns:
   processes; one with --quick);
 - outside: the share of the sparse step spent outside the suptickets operators (BatchNorm, ReLU,
   pooling, the loss, the optimizer, and the layers on the dense path), from a profile of one plain step;
-- dense path: how many sparse layers the cost model sends to the dense path (``st.plan``).
+- dense path: how many sparse layers the cost model sends to the dense path (``st.plan``);
+- with ``--precision bf16-mixed``: the dense step in float32 too, timed in the same rounds, and the
+  sparse step's speedup over it (torch's dense bf16 layers are slow on CPUs without AVX512-BF16).
 """
 from __future__ import annotations
 
@@ -121,17 +123,22 @@ def main(argv=None):
     print(f"# suptickets {st.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, {args.precision}, "
           f"batch {BATCH}, RigL update every {UPDATE_EVERY} steps amortised")
+    mixed = args.precision != "fp32"
     header = ("model", "sparsity", "block", "dense img/s", "sparse img/s", "speedup", "FLOPs ratio", "eta_step",
-              "dense peak MB", "sparse peak MB", "outside", "dense path")
+              "dense peak MB", "sparse peak MB", "outside", "dense path") + (
+              ("dense fp32 img/s", "speedup vs dense fp32") if mixed else ())
     rows = []
     for model_name in models:
         _, _, _, dense_step = make_run(model_name, None, 1, precision=args.precision)
+        # under autocast, also the dense step in float32: on CPUs without fast bf16 the faster dense choice
+        dense_fp32_step = make_run(model_name, None, 1)[3] if mixed else None
         dense_peak = peak_in_fresh_process(model_name, "dense", 1, peak_runs, args.precision)
         for sparsity in sparsities:
             for block in blocks:
                 model, _, training, step = make_run(model_name, 1 - sparsity, block, precision=args.precision)
                 *_, update_step = make_run(model_name, 1 - sparsity, block, update_every=1, precision=args.precision)
-                dense_ms, plain_ms = interleaved_median_ms([dense_step, step], repeats)
+                timed = interleaved_median_ms([dense_step, step] + ([dense_fp32_step] if mixed else []), repeats)
+                dense_ms, plain_ms = timed[:2]
                 update_ms = median_ms(update_step, max(1, repeats // 2))  # RigL's score, selection, re-pack
                 sparse_ms = ((UPDATE_EVERY - 1) * plain_ms + update_ms) / UPDATE_EVERY
                 ratio = st.flops.report(model, tuple(step.example.shape), method=training).training_ratio
@@ -141,7 +148,8 @@ def main(argv=None):
                              f"{BATCH / sparse_ms * 1e3:.0f}", f"{speedup:.2f}x", f"{ratio:.3f}",
                              f"{speedup * ratio:.2f}", f"{dense_peak:.0f}",
                              f"{peak_in_fresh_process(model_name, 1 - sparsity, block, peak_runs, args.precision):.0f}",
-                             f"{outside_share(step):.0%}", f"{planned.dense_layers} of {len(planned)}"))
+                             f"{outside_share(step):.0%}", f"{planned.dense_layers} of {len(planned)}")
+                            + ((f"{BATCH / timed[2] * 1e3:.0f}", f"{timed[2] / sparse_ms:.2f}x") if mixed else ()))
                 print(f"  {model_name} {sparsity} {block}x{block}: {speedup:.2f}x", file=sys.stderr, flush=True)
     print(markdown_table(header, rows))
 
