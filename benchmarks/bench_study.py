@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from study.plan import NETWORKS, PLANS, Spec, command
 from study.records import ROOT, RecordError, git_revision, load_records, record_of, write_json_atomic
-from study.report import curve, curve_table, helpful_from, report
+from study.report import choice_table, choose_on_validation, curve, curve_table, helpful_from, report
 
 
 def results_folder(dataset: str, plan: str) -> str:
@@ -137,8 +137,14 @@ def main() -> None:
             points = curve(both)
             shortest = helpful_from(points)
             text += ("\n\n### The cycle-length curve (mlp3x1000, RigL 90 %, both studies)\n\n" + curve_table(points)
-                     + "\n\nshortest cycle from which on no interval lies below zero: "
-                     + (f"{shortest} steps" if shortest is not None else "none measured"))
+                     + "\n\nwhere the booster did not lose (the shortest run, then the shortest cycle in runs that "
+                     "long, whose interval does not lie below zero and which no run at least as long with cycles at "
+                     "least as long contradicts): " + (f"runs of {shortest[0]} steps, cycles of {shortest[1]} steps"
+                                                       if shortest is not None else "nowhere measured"))
+            choice = choose_on_validation(records)
+            if choice is not None:
+                text += ("\n\n### The long schedule chosen on the validation split (mlp3x1000, RigL 90 %, 8x8)\n\n"
+                         + choice_table(choice) + f"\n\nchosen: {choice.label}")
         if args.write_into:
             write_into(args.write_into, args.plan, text)
         else:

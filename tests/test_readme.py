@@ -30,9 +30,12 @@ def test_ci_runs_the_readme_test_command():
     assert install.rstrip().endswith("suptickets train")
 
 
-def test_readme_study_figures_come_from_the_report():
-    text = report().replace("−", "-")
-    rows = [line for line in readme().splitlines() if line.startswith("|") and "bench_study.py --report`" in line]
+@pytest.mark.parametrize("flags", [(), ("--plan", "long")], ids=["short", "long"])
+def test_readme_study_figures_come_from_the_report(flags):
+    """Every figure of a README row whose command is a study report is in that report's output."""
+    text = report(*flags).replace("−", "-")
+    command = "bench_study.py " + " ".join((*flags, "--report")) + "`"
+    rows = [line for line in readme().splitlines() if line.startswith("|") and command in line]
     assert rows
     for row in rows:
         result = row.split("|")[2].replace("−", "-")

@@ -227,23 +227,81 @@ def test_cycle_length_curve_and_its_threshold(tmp_path):
             for boost in (False, True):
                 s = Spec("mlp3x1000", "rigl", 0.9, 8, boost, seed, epochs=100, cycles=m if boost else None)
                 records[s.key] = make_record(s, 0.89 + (d if boost else 0.0))
+    for seed, d in enumerate([-0.003, -0.002, -0.004]):  # a short run with long cycles that lost
+        for boost in (False, True):
+            s = Spec("mlp3x1000", "rigl", 0.9, 8, boost, seed, epochs=20, cycles=1 if boost else None)
+            records[s.key] = make_record(s, 0.88 + (d if boost else 0.0))
     points = study_report.curve(records)
-    assert [p.cycle_steps for p in points] == [429, 858, 1430, 2145, 4290]
-    assert [p.n for p in points] == [3, 3, 5, 3, 3]
-    assert points[0].high < 0 and points[1].high < 0 and points[2].low < 0 < points[2].high
-    assert study_report.helpful_from(points) == 1430
-    assert study_report.helpful_from(points[:2]) is None
+    assert [p.cycle_steps for p in points] == [429, 858, 858, 1430, 2145, 4290]
+    assert [p.run_steps for p in points] == [42900, 8580, 42900, 42900, 42900, 42900]
+    assert [p.n for p in points] == [3, 3, 3, 5, 3, 3]
+    assert points[0].high < 0 and points[2].high < 0 and points[3].low < 0 < points[3].high
+    assert study_report.helpful_from(points) == (42900, 1430)
+    assert study_report.helpful_from([p for p in points if p.high < 0]) is None
+    # a shorter run's point that did not lose, contradicted by a longer run with longer cycles that lost
+    point = lambda run, cycle, mean: study_report.CurvePoint((), cycle, run // 429, run, mean, mean - 0.1,  # noqa: E731
+                                                             mean + 0.1, 3)
+    assert study_report.helpful_from([point(8580, 429, 0.3), point(42900, 858, -0.3), point(42900, 2145, 0.3)]) == (
+        42900, 2145)
+    assert study_report.helpful_from([point(8580, 429, 0.3), point(42900, 858, 0.0)]) == (8580, 429)
     table = study_report.curve_table(points)
-    assert table.splitlines()[2].startswith("| 429 | 100 | RigL + Sup-tickets, 90 %, 8x8, 100 epochs, M = 10 | -0.60")
+    assert table.splitlines()[2].startswith("| 429 | 100 | 42900 | RigL + Sup-tickets, 90 %, 8x8, 100 epochs, M = 10 | "
+                                            "-0.60")
     from study.plot import plot_curve
     plot_curve(points, str(tmp_path / "curve.png"), "test")
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_cli_threshold_is_the_curve_of_the_committed_records():
-    """``SHORTEST_HELPFUL_CYCLE`` (the one place the CLI's short-cycle note reads) is what the
-    committed records of both studies say."""
-    from suptickets.methods import SHORTEST_HELPFUL_CYCLE
+    """``SHORTEST_HELPFUL_RUN`` and ``SHORTEST_HELPFUL_CYCLE`` (the one place the CLI's note on
+    short runs and cycles reads) are what the committed records of both studies say."""
+    from suptickets.methods import SHORTEST_HELPFUL_CYCLE, SHORTEST_HELPFUL_RUN
     both = {**study_records.load_records(os.path.join(ROOT, "results", "fashion-mnist"), study_plan.plan()),
             **study_records.load_records(os.path.join(ROOT, "results", "fashion-mnist-long"), study_plan.long_plan())}
-    assert study_report.helpful_from(study_report.curve(both)) == SHORTEST_HELPFUL_CYCLE
+    assert study_report.helpful_from(study_report.curve(both)) == (SHORTEST_HELPFUL_RUN, SHORTEST_HELPFUL_CYCLE)
+
+
+def test_the_long_schedule_is_chosen_on_validation_over_common_seeds(tmp_path):
+    records = {}
+
+    def add(spec, val, test):
+        r = make_record(spec, test)
+        r["summary"]["validation"]["accuracy"] = val
+        records[spec.key] = r
+
+    for seed in range(3):
+        add(Spec("mlp3x1000", "rigl", 0.9, 8, False, seed, epochs=100), 0.900, 0.99)  # best on test: no matter
+        add(Spec("mlp3x1000", "rigl", 0.9, 8, True, seed, epochs=100, cycles=5), 0.905, 0.80)
+        add(Spec("mlp3x1000", "rigl", 0.9, 8, True, seed, epochs=200, cycles=3), 0.905, 0.80)  # a tie: longer
+        add(Spec("mlp3x1000", "rigl", 0.9, 8, True, seed), 0.99, 0.99)  # the 10-epoch study: not a candidate
+        add(Spec("mlp3x1000", "rigl", 0.95, 1, True, seed, epochs=100), 0.99, 0.99)  # another sparsity
+    # seed 2 of one candidate is missing: seed 2 counts for none, even where it would change the order
+    del records[Spec("mlp3x1000", "rigl", 0.9, 8, True, 2, epochs=100, cycles=5).key]
+    records[Spec("mlp3x1000", "rigl", 0.9, 8, False, 2, epochs=100).key]["summary"]["validation"]["accuracy"] = 0.99
+    choice = study_report.choose_on_validation(records)
+    assert choice.seeds == (0, 1)
+    assert choice.row == Spec("mlp3x1000", "rigl", 0.9, 8, True, 0, epochs=100, cycles=5).row
+    assert choice.validation[Spec("mlp3x1000", "rigl", 0.9, 8, False, 0, epochs=100).row] == pytest.approx(90.0)
+    table = study_report.choice_table(choice)
+    assert table.splitlines()[2] == "| RigL + Sup-tickets, 90 %, 8x8, 100 epochs, M = 5 (chosen) | 90.50 |"
+    assert len(table.splitlines()) == 2 + 3
+    one_seed = {k: r for k, r in records.items() if k.endswith("-s0")}
+    assert study_report.choose_on_validation(one_seed) is None
+    assert study_report.choose_on_validation({}) is None
+
+
+def test_the_long_preset_is_the_configuration_chosen_on_the_committed_records():
+    """``--preset fashion-mnist-long`` trains what the long study chose on the validation split."""
+    from suptickets.train.config import PRESETS
+    records = study_records.load_records(os.path.join(ROOT, "results", "fashion-mnist-long"), study_plan.long_plan())
+    choice = study_report.choose_on_validation(records)
+    network, method, sparsity, block, boost, _, epochs, cycles = choice.row
+    preset = PRESETS["fashion-mnist-long"]
+    assert (preset["model"], preset["method"], preset["sparsity"], tuple(preset["block_size"])) == (
+        network, method, sparsity, (block, block))
+    assert (preset["epochs"], preset["sup_tickets"]) == (epochs, boost)
+    if boost:
+        assert preset["cycles"] == (cycles if cycles is not None else 3)
+    chosen = ("epochs", "method", "sparsity", "block_size", "sup_tickets", "cycles")
+    assert {k: v for k, v in preset.items() if k not in chosen} == {  # the rest: the study's recipe
+        k: v for k, v in PRESETS["fashion-mnist"].items() if k not in chosen}

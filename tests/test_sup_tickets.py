@@ -477,17 +477,25 @@ def test_booster_errors():
 
 # ---- the command line's note on short cycles -------------------------------------------------------
 
-def test_a_short_cycle_run_is_told_and_a_long_one_is_not(tmp_path, capsys, monkeypatch):
+def test_a_short_run_or_cycle_is_told_and_a_long_one_is_not(tmp_path, capsys, monkeypatch):
     from suptickets.methods import sup_tickets
     from suptickets.train import cli
     args = ["train", "--model", "mlp", "--epochs", "2", "--cycle-rate", "0.5", "--cycles", "1", "--update-every", "10",
-            "--quiet", "--threads", "1"]
-    assert cli.main([*args, "--out", str(tmp_path / "short")]) == 0
-    err = capsys.readouterr().err.strip().splitlines()
-    note = [line for line in err if "note: Sup-tickets cycles of" in line]
-    assert len(note) == 1 and f"shorter than the {sup_tickets.SHORTEST_HELPFUL_CYCLE} steps" in note[0]
-    assert "--epochs" in note[0] and "--cycles" in note[0]
-    monkeypatch.setattr(sup_tickets, "SHORTEST_HELPFUL_CYCLE", 40)  # a run whose cycle (42 steps) is long enough
-    assert cli.main([*args, "--out", str(tmp_path / "long")]) == 0
-    assert "note: Sup-tickets cycles" not in capsys.readouterr().err
-    assert sup_tickets.short_cycle_note(40) is None and sup_tickets.short_cycle_note(39) is not None
+            "--quiet", "--threads", "1"]  # 84 steps, one cycle of 42
+
+    def notes(name):
+        assert cli.main([*args, "--out", str(tmp_path / name)]) == 0
+        return [line for line in capsys.readouterr().err.strip().splitlines() if "suptickets train: note:" in line]
+
+    note = notes("short")  # the study's thresholds: far longer runs
+    assert len(note) == 1 and f"this run has 84 steps, fewer than the {sup_tickets.SHORTEST_HELPFUL_RUN}" in note[0]
+    assert note[0].endswith("lengthen the run with more --epochs")
+    monkeypatch.setattr(sup_tickets, "SHORTEST_HELPFUL_RUN", 84)
+    monkeypatch.setattr(sup_tickets, "SHORTEST_HELPFUL_CYCLE", 43)
+    note = notes("short-cycle")
+    assert len(note) == 1 and "Sup-tickets cycles of 42 steps are shorter than the 43 steps" in note[0]
+    assert "--epochs" in note[0] and "--cycles" in note[0] and "--cycle-epochs" in note[0]
+    monkeypatch.setattr(sup_tickets, "SHORTEST_HELPFUL_CYCLE", 42)  # a run long enough, cycles long enough
+    assert notes("long") == []
+    assert sup_tickets.short_run_note(84) is None and sup_tickets.short_run_note(83) is not None
+    assert sup_tickets.short_cycle_note(42) is None and sup_tickets.short_cycle_note(41) is not None

@@ -171,25 +171,36 @@ def trace_tables(rows: dict, order: list) -> str:
 # ---- the cycle-length curve ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class CurvePoint:
-    """Booster − base (test points, paired by seed) of one row, at its cycle length."""
+class _OfRow:
+    """A result of one table row, named as the tables name it."""
     row: tuple
-    cycle_steps: int
-    epochs: int
-    mean: float
-    low: float
-    high: float
-    n: int
 
     @property
     def label(self) -> str:
         return label(self.row)
 
 
+@dataclass(frozen=True)
+class CurvePoint(_OfRow):
+    """Booster − base (test points, paired by seed) of one row, at its cycle length."""
+    cycle_steps: int
+    epochs: int
+    run_steps: int
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
 def cycle_steps_of(record: dict) -> int:
     """C of a booster run, from the steps its tickets were collected at."""
     tickets = record["summary"]["tickets"]
     return tickets[-1] - tickets[-2]
+
+
+def run_steps_of(record: dict) -> int:
+    """T of a booster run: its last ticket is collected at its last step."""
+    return record["summary"]["tickets"][-1]
 
 
 def curve(records: dict, network: str = "mlp3x1000", method: str = "rigl", sparsity: float = 0.9) -> list[CurvePoint]:
@@ -204,25 +215,65 @@ def curve(records: dict, network: str = "mlp3x1000", method: str = "rigl", spars
         if ci is None:
             continue
         steps = {cycle_steps_of(r) for r in runs.values()}
-        points.append(CurvePoint(row, min(steps), row[6], *ci, len(booster_deltas(rows, row))))
+        run = {run_steps_of(r) for r in runs.values()}
+        points.append(CurvePoint(row, min(steps), row[6], min(run), *ci, len(booster_deltas(rows, row))))
     return sorted(points, key=lambda p: (p.cycle_steps, p.epochs))
 
 
-def helpful_from(points: list[CurvePoint]) -> int | None:
-    """The shortest cycle length from which on no measured point's interval lies wholly below
-    zero (None when even the longest one does)."""
-    shortest = None
-    for p in sorted(points, key=lambda p: p.cycle_steps, reverse=True):
-        if p.high < 0:
-            break
-        shortest = p.cycle_steps
-    return shortest
+def helpful_from(points: list[CurvePoint]) -> tuple[int, int] | None:
+    """The shortest run and, in runs that long, the shortest cycle (both in steps) at which the
+    booster did not lose: the measured point whose interval does not lie wholly below zero and
+    that no point of a run at least as long with cycles at least as long contradicts (by lying
+    below zero), with the fewest run steps, then the fewest cycle steps. None when every point lost."""
+    lost = [p for p in points if p.high < 0]
+    held = [p for p in points if p.high >= 0
+            and not any(q.run_steps >= p.run_steps and q.cycle_steps >= p.cycle_steps for q in lost)]
+    if not held:
+        return None
+    best = min(held, key=lambda p: (p.run_steps, p.cycle_steps))
+    return best.run_steps, best.cycle_steps
 
 
 def curve_table(points: list[CurvePoint]) -> str:
-    lines = ["| steps per cycle | epochs | configuration | booster − base (points, 95 % CI) | seeds |",
-             "|---|---|---|---|---|"]
+    lines = ["| steps per cycle | epochs | steps of the run | configuration | booster − base (points, 95 % CI) "
+             "| seeds |", "|---|---|---|---|---|---|"]
     for p in points:
-        lines.append(f"| {p.cycle_steps} | {p.epochs} | {p.label} | {p.mean:+.2f} [{p.low:+.2f}, {p.high:+.2f}] "
-                     f"| {p.n} |")
+        lines.append(f"| {p.cycle_steps} | {p.epochs} | {p.run_steps} | {p.label} "
+                     f"| {p.mean:+.2f} [{p.low:+.2f}, {p.high:+.2f}] | {p.n} |")
+    return "\n".join(lines)
+
+
+# ---- the configuration a preset reproduces ----------------------------------------------------
+
+@dataclass(frozen=True)
+class Choice(_OfRow):
+    """The row with the best mean validation accuracy among ``candidates``, over the seeds they
+    all have, and each candidate's mean (points) over those seeds."""
+    seeds: tuple
+    validation: dict
+
+
+def choose_on_validation(records: dict, network: str = "mlp3x1000", method: str = "rigl",
+                         sparsity: float = 0.9, block: int = 8) -> Choice | None:
+    """The best of the long schedules of ``network``/``method``/``sparsity``/``block`` (every
+    epoch count and number of cycles, with and without the booster, no variants; rows of at least
+    2 seeds) by validation accuracy of the final network, compared over the seeds every candidate
+    has (None below 2 such seeds). Test accuracy plays no part."""
+    rows = {row: runs for row, runs in group_rows(records, network).items()
+            if row[1:4] == (method, sparsity, block) and row[5] == "" and row[6] > 10 and len(runs) >= 2}
+    if not rows:
+        return None
+    seeds = tuple(sorted(set.intersection(*(set(runs) for runs in rows.values()))))
+    if len(seeds) < 2:
+        return None
+    validation = {row: 100 * statistics.fmean(runs[s]["summary"]["validation"]["accuracy"] for s in seeds)
+                  for row, runs in rows.items()}
+    best = max(validation, key=lambda row: (validation[row], -row[6]))  # a tie: the shorter schedule
+    return Choice(best, seeds, validation)
+
+
+def choice_table(choice: Choice) -> str:
+    lines = [f"| configuration | val accuracy (%), seeds {', '.join(map(str, choice.seeds))} |", "|---|---|"]
+    for row, value in sorted(choice.validation.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {label(row)}{' (chosen)' if row == choice.row else ''} | {value:.2f} |")
     return "\n".join(lines)

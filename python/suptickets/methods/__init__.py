@@ -6,7 +6,14 @@ from .rigl import RigL
 from .set import SET
 from .snip import SNIP
 from .static import Static
-from .sup_tickets import SHORTEST_HELPFUL_CYCLE, SupTickets, cyclic_lr, short_cycle_note
+from .sup_tickets import (
+           SHORTEST_HELPFUL_CYCLE,
+           SHORTEST_HELPFUL_RUN,
+           SupTickets,
+           cyclic_lr,
+           short_cycle_note,
+           short_run_note,
+)
 from .superposer import Superposer
 from .topology import LayerUpdate, Topology, select_global
 from .training import SparseTraining
@@ -15,5 +22,6 @@ from .training import SparseTraining
 METHODS: dict[str, type[Method]] = {"static": Static, "snip": SNIP, "set": SET, "rigl": RigL, "granet": GraNet}
 
 __all__ = ["METHODS", "Method", "Static", "SNIP", "SET", "RigL", "GraNet", "SparseTraining", "SupTickets", "Superposer",
-           "TicketEnsemble", "cyclic_lr", "SHORTEST_HELPFUL_CYCLE", "short_cycle_note", "Topology", "LayerUpdate",
+           "TicketEnsemble", "cyclic_lr", "SHORTEST_HELPFUL_CYCLE", "SHORTEST_HELPFUL_RUN",
+           "short_cycle_note", "short_run_note", "Topology", "LayerUpdate",
            "select_global"]

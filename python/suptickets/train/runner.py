@@ -193,11 +193,13 @@ class Run:
                 self._say(f"Sup-tickets: base phase to step {self.boost.start}, {self.boost.cycles} cycle"
                           f"{'s' if self.boost.cycles != 1 else ''} of {self.boost.cycle} steps, tickets after "
                           f"steps {self.boost.collection_steps()}")
-                note = methods.short_cycle_note(self.boost.cycle)
+                run_note = methods.short_run_note(self.total_steps)
+                note = run_note or methods.short_cycle_note(self.boost.cycle)
                 if note is not None:  # said even with --quiet: it is about the result
-                    print(f"suptickets train: note: {note}: lengthen them with more --epochs (the cycles fill the "
-                          f"last --cycle-rate {c.cycle_rate:g} of the run), fewer --cycles or more --cycle-epochs",
-                          file=sys.stderr)
+                    how = ("lengthen the run with more --epochs" if run_note else
+                           f"lengthen them with more --epochs (the cycles fill the last --cycle-rate {c.cycle_rate:g} "
+                           "of the run), fewer --cycles or more --cycle-epochs")
+                    print(f"suptickets train: note: {note}: {how}", file=sys.stderr)
         start = time.perf_counter()
         while self.epoch < c.epochs:
             try:
