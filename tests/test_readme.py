@@ -71,6 +71,7 @@ def test_the_main_job_prints_the_readme_figures(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "suptickets", "train", "--quiet"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "suptickets train: note: this run has 5040 steps, fewer than the" in proc.stderr  # as the README says
     got = _result_table(proc.stdout)
     for key in ("sparsity", "FLOPs train", "FLOPs test"):
         assert got[key] == want[key], key
