@@ -88,7 +88,8 @@ std::tuple<Tensor, Tensor, Tensor> bsr_conv2d_backward(const Tensor& grad, const
                         grad.scalar_type() == x.scalar_type(),
                     "suptickets::bsr_conv2d_backward: grad_out must be [", g.B, ", ", g.Cout, ", ", g.Ho, ", ", g.Wo,
                     "], got ", grad.sizes());
-  const Tensor dx = grad_or_empty(need_input, x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
+  // dX in x's memory format, as torch's convolutions give it (the element kernels write any strides)
+  const Tensor dx = grad_or_empty(need_input, x.sizes(), x.options(), x.suggest_memory_format());
   const Tensor dv = grad_or_empty(need_values, values.sizes(), values.options());
   const Tensor db = grad_or_empty(need_bias, {g.Cout}, values.options());
   const Layout L{rows, cols, row_ptr, col_ptr, col_perm};

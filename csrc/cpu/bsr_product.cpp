@@ -123,6 +123,13 @@ void product_backward(const ConvGeometry& g, const Tensor& grad, const Strides& 
       if (t->defined()) t->copy_(*t32);
     return;
   }
+  if (dx.defined() && dx.dim() == 4 && !dx.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    // the tile kernels write dX as NHWC: into a channels_last copy, then into dx's own format
+    Grads nhwc{at::empty(dx.sizes(), dx.options().memory_format(at::MemoryFormat::ChannelsLast)), dv, db};
+    product_backward(g, grad, gs, x, xs, values, L, nhwc);
+    dx.copy_(nhwc.dx);
+    return;
+  }
   const Tensor vals = values.contiguous();
   // dY is packed once for both products, padded for a gathering dX.
   int64_t top = 0, left = 0;

@@ -187,6 +187,8 @@ def _decided(op: str, tensors, block_size, work) -> Decision:
     """``explain`` of a call, remembered for calls that look the same to it (devices, dtypes, block,
     work, and the cost model's constants): a layer's calls after its first cost a dict lookup."""
     from . import cost
+    if torch.compiler.is_compiling():  # traced once into the graph: nothing to remember, no global to mutate
+        return explain(op, *tensors, block_size=block_size, work=work)
     key = (op, tuple((t.device.type, t.dtype) for t in tensors), None if block_size is None else tuple(block_size),
            work, cost.version, _extension.available)
     decision = _decisions.get(key)

@@ -5,12 +5,14 @@ channels inner), so a block is one tap's tile of ``br`` output by ``bc`` input c
 kernels read contiguous NHWC channels (implicit GEMM, no im2col). The operators
 ``suptickets::bsr_conv2d`` (C++, ``csrc/cpu/bsr_conv2d.cpp``) and
 ``suptickets::triton_bsr_conv2d`` (Triton, ``suptickets_kernels/bsr_conv2d.py``, defined here)
-return ``channels_last`` tensors and share the fake implementation and autograd formula below
+return ``channels_last`` tensors (and ``dX`` in the memory format of ``x``, as torch's
+convolutions do) and share the fake implementation and autograd formula below
 (``ops/product.py``), with the contract of ``bsr_linear``.
 """
 from __future__ import annotations
 
 import torch
+from torch._prims_common import suggest_memory_format
 
 from . import _extension, _triton, backend, cost, dense_path, precision, product, reference
 from .geometry import check_kernel_fits, conv_geometry, conv_output_shape
@@ -80,7 +82,7 @@ def _fake(x, values, rows, cols, row_ptr, col_ptr, col_perm, bias, out_channels,
 
 def _backward_fake(grad, x, values, rows, cols, row_ptr, col_ptr, col_perm, kernel_size, stride, padding, dilation,
                    need_input, need_values, need_bias):
-    dx = (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    dx = (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=suggest_memory_format(x))
           if need_input else values.new_empty((0,)))
     return (dx, values.new_empty(values.shape) if need_values else values.new_empty((0,)),
             values.new_empty((grad.shape[1],)) if need_bias else values.new_empty((0,)))
@@ -152,6 +154,7 @@ def _register_triton(kernels) -> None:
         if need_input:
             shape = (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
             dx = _K.grad_input(g, values, rows, col_ptr, col_perm, shape, *geometry, precision).permute(0, 3, 1, 2)
+            dx = dx.contiguous(memory_format=suggest_memory_format(x))  # x's format, as the fake says
         if need_values:
             dv = _K.grad_values(g, _nhwc(x), values, rows, cols, *geometry, precision)
         if need_bias:
