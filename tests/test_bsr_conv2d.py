@@ -158,3 +158,21 @@ def test_results_do_not_depend_on_the_thread_count(geometry):
         torch.set_num_threads(threads)
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("geometry", ["3x3-pad1", "1x1-stride2"])
+@pytest.mark.parametrize("block", [(1, 1), (16, 16)], ids=_ids)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_grad_input_has_the_memory_format_of_the_input(geometry, block, memory_format):
+    """dX comes back in x's memory format (as torch's convolutions give it), with the reference's
+    values, from the element kernels (1x1) and the tile kernels (16x16) alike."""
+    layout, values, x, bias, geom = make_case(geometry, block, "half", torch.float32)
+    x = x.contiguous(memory_format=memory_format).requires_grad_()
+    y = st.ops.bsr_conv2d(x, values, layout, bias, **geom)
+    grad = torch.randn(y.shape)
+    (dx,) = torch.autograd.grad(y, x, grad)  # the raw gradient, before a leaf's .grad takes x's layout
+    assert dx.is_contiguous(memory_format=memory_format)
+    xr = x.detach().double().requires_grad_()
+    yr = reference.bsr_conv2d(xr, values.double(), layout, bias.double(), **geom)
+    (rdx,) = torch.autograd.grad(yr, xr, grad.double())
+    torch.testing.assert_close(dx.double(), rdx, **tolerances(torch.float32))
