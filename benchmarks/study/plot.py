@@ -12,6 +12,7 @@ def plot_curve(points: list[CurvePoint], path: str, title: str, paper_steps: tup
     """Draw ``points`` into ``path``; ``paper_steps`` shades the paper's best cycle lengths (4-8
     CIFAR epochs of batch 128, Table 5)."""
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -28,6 +29,9 @@ def plot_curve(points: list[CurvePoint], path: str, title: str, paper_steps: tup
                     label=None if legend in seen else legend)
         seen.add(legend)
     ax.set_xscale("log")
+    ticks = sorted({p.cycle_steps for p in points})  # the measured lengths, written out
+    ax.set_xticks(ticks, [str(t) for t in ticks], rotation=45, fontsize=8)
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("steps per cycle (C)")
     ax.set_ylabel("booster − base, test points")
     ax.set_title(title, fontsize=10)
