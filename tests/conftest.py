@@ -39,6 +39,14 @@ if not suptickets.ops.extension_available and os.environ.get("SUPTICKETS_ALLOW_N
 
 
 @pytest.fixture(autouse=True)
+def _session_cost_model():
+    """Every test starts from the session's constants above: one that loads or calibrates its own
+    leaves nothing behind (the next product reads the session's cache again)."""
+    yield
+    cost.reset()
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
     yield

@@ -122,8 +122,13 @@ def test_kernel_gradcheck_float64(geometry):
     assert torch.autograd.gradcheck(lambda x, v, b: st.ops.bsr_conv2d(x, v, layout, b, **geom), (x, v, b))
 
 
-def test_bsr_conv2d_opcheck():
-    layout, values, x, bias, geom = make_case("3x3-stride2", (16, 16), "half", torch.float32)
+@pytest.mark.parametrize("block", [(1, 1), (16, 16)], ids=_ids)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_bsr_conv2d_opcheck(block, memory_format):
+    """The fake implementation (shapes and memory formats) agrees with the kernels, and the schema,
+    autograd and AOT dispatch hold, for the element and the tile kernels."""
+    layout, values, x, bias, geom = make_case("3x3-stride2", block, "half", torch.float32)
+    x = x.contiguous(memory_format=memory_format)
     args = (x.requires_grad_(), values.requires_grad_(), layout.rows, layout.cols, layout.row_ptr,
             layout.col_ptr, layout.col_perm, bias.requires_grad_(), 32, [3, 3], [2, 2], [1, 1], [1, 1])
     torch.library.opcheck(torch.ops.suptickets.bsr_conv2d.default, args)
@@ -165,10 +170,12 @@ def test_results_do_not_depend_on_the_thread_count(geometry):
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 def test_grad_input_has_the_memory_format_of_the_input(geometry, block, memory_format):
     """dX comes back in x's memory format (as torch's convolutions give it), with the reference's
-    values, from the element kernels (1x1) and the tile kernels (16x16) alike."""
+    values, from the element kernels (1x1) and the tile kernels (16x16) alike; the output is
+    channels_last."""
     layout, values, x, bias, geom = make_case(geometry, block, "half", torch.float32)
     x = x.contiguous(memory_format=memory_format).requires_grad_()
     y = st.ops.bsr_conv2d(x, values, layout, bias, **geom)
+    assert y.is_contiguous(memory_format=torch.channels_last)
     grad = torch.randn(y.shape)
     (dx,) = torch.autograd.grad(y, x, grad)  # the raw gradient, before a leaf's .grad takes x's layout
     assert dx.is_contiguous(memory_format=memory_format)

@@ -102,3 +102,19 @@ def test_a_resumed_run_takes_the_paths_of_the_uninterrupted_one(tmp_path, monkey
     a, b = torch.load(tmp_path / "whole" / "model.pt"), torch.load(tmp_path / "part" / "model.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert cost.state()["linear/dense/float32"] == DENSE_FIRST["linear/dense/float32"]
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_torch_compile_takes_the_settled_choice_and_never_calibrates(fresh_cost, monkeypatch, dynamic):
+    """While torch.compile traces, the choice uses only the constants this process has settled
+    (eagerly): with none, the kernel, and no calibration or file inside the graph."""
+    layer = st.SparseLinear(64, 32, density=0.3, block_size=(1, 1))
+    x = torch.randn(8, 64)
+    monkeypatch.setattr(cost, "_calibrate", lambda *args: pytest.fail("calibrated while tracing"))
+    compiled = torch.compile(layer, fullgraph=True, dynamic=dynamic)
+    torch.testing.assert_close(compiled(x), st.densify(layer)(x))  # unsettled: the kernel, no calibration
+    cost.load_state(DENSE_FIRST)
+    eager = layer(x)  # settles the constants eagerly: the dense path
+    assert st.plan(layer, x)[0].path == "dense"
+    torch._dynamo.reset()
+    torch.testing.assert_close(torch.compile(layer, fullgraph=True, dynamic=dynamic)(x), eager)

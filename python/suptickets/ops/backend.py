@@ -169,6 +169,12 @@ def explain(op: str, *tensors: torch.Tensor, block_size=None, work=None) -> Deci
         if reason is None:
             if backend == "cpu" and "dense" in entry.backends and work is not None and "meta" not in devices:
                 from . import cost
+                if torch.compiler.is_compiling():
+                    # traced: the constants this process has settled, never a calibration or a file inside the
+                    # graph (without them the kernel), and no note (st.plan runs eagerly)
+                    if cost.settled(work) and cost.prefers_dense(work):
+                        return Decision("dense")
+                    return Decision(backend)
                 dense_ms, sparse_ms = cost.estimate_ms(work, "dense"), cost.estimate_ms(work, work.sparse_path)
                 if dense_ms < sparse_ms:
                     return Decision("dense", note=f"modelled {dense_ms:.3g} ms dense, {sparse_ms:.3g} ms on the "

@@ -269,6 +269,13 @@ def estimate_ms(work: Work, path: str) -> float:
     return a + per_flop * work.flops(path) + per_element * work.elements
 
 
+def settled(work: Work) -> bool:
+    """Whether this process has the constants of both paths of ``work`` (no file read, no
+    calibration: what ``torch.compile`` may look at while it traces)."""
+    kind = "conv" if work.conv else "linear"
+    return all(_key(kind, path, work.dtype) in _agreed for path in ("dense", work.sparse_path))
+
+
 def prefers_dense(work: Work) -> bool:
     """True when the dense path's modelled forward+backward is shorter than the sparse kernels'."""
     return estimate_ms(work, "dense") < estimate_ms(work, work.sparse_path)
