@@ -27,7 +27,9 @@ html_static_path = ["_static"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_default_options = {"members": True, "show-inheritance": False}
+# torch.nn.Module methods a layer overrides for printing only: their inherited docstrings address torch's
+# implementers, not this library's users
+autodoc_default_options = {"members": True, "show-inheritance": False, "exclude-members": "extra_repr"}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 
