@@ -80,14 +80,64 @@ void for_each_unit(int64_t n_runs, int64_t n_blocks, const F& fn) {
 // together (runs of about kPackChannels contiguous elements of a channel-innermost output).
 constexpr int64_t kStoreChannels = kPackChannels;
 
+// out[i * out_stride + j] = in[j * in_stride + i] for i < ni, j < nj: a transpose between a
+// channel-innermost tensor and channel rows (packing reads one, the stores write one). float32
+// moves 4 x 4 blocks through vector registers (portable vector extensions: SSE on x86, NEON on
+// ARM); the rest, and the other types, element by element (converted from In to Out).
+template <class Out, class In>
+void transpose(const In* in, int64_t in_stride, Out* out, int64_t out_stride, int64_t ni, int64_t nj) {
+  int64_t i0 = 0, j0 = 0;
+  if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, float>) {
+    typedef float v4 __attribute__((vector_size(16)));
+    const int64_t ni4 = ni / 4 * 4, nj4 = nj / 4 * 4;
+    for (int64_t j = 0; j < nj4; j += 4)
+      for (int64_t i = 0; i < ni4; i += 4) {
+        v4 r[4];
+        for (int k = 0; k < 4; ++k) std::memcpy(&r[k], in + (j + k) * in_stride + i, sizeof(v4));
+        const v4 t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5),
+                 t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
+        const v4 t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5),
+                 t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+        const v4 c[4] = {__builtin_shufflevector(t0, t2, 0, 1, 4, 5), __builtin_shufflevector(t0, t2, 2, 3, 6, 7),
+                         __builtin_shufflevector(t1, t3, 0, 1, 4, 5), __builtin_shufflevector(t1, t3, 2, 3, 6, 7)};
+        for (int k = 0; k < 4; ++k) std::memcpy(out + (i + k) * out_stride + j, &c[k], sizeof(v4));
+      }
+    i0 = ni4;
+    j0 = nj4;
+  }
+  // the strips the blocks left: columns j >= j0 of every row, rows i >= i0 of the other columns
+  for (int64_t i = 0; i < ni; ++i)
+    for (int64_t j = (i < i0 ? j0 : 0); j < nj; ++j) out[i * out_stride + j] = Out(in[j * in_stride + i]);
+}
+
 // Stores the runs of channels [c0, c0 + n) of `run` (tile[c - c0][e]) into the tensor,
 // dropping the elements that are padding (w >= width or b >= B).
 template <class T, class C>
 void store_tile(const C* tile, int64_t c0, int64_t n, const Run& run, int64_t pixel, const ElementOutput<T>& out) {
+  T* const base = out.data + c0 * out.sc + run.oh * out.sh;
+  if (out.sc == 1 && (out.B > 1 || pixel == 1)) {
+    // stretches of elements whose destinations are evenly spaced: one pixel's samples, or (a
+    // batch of one, unit stride along W) consecutive pixels
+    for (int64_t e = 0; e < run.len;) {
+      const int64_t w = (run.e0 + e) / pixel, b = (run.e0 + e) % pixel;
+      if (w >= out.W) break;
+      if (out.B > 1) {
+        const int64_t m = std::min(run.len - e, pixel - b);
+        if (b < out.B)
+          transpose(tile + e, kElementRun, base + b * out.sb + w * out.sw, out.sb, std::min(m, out.B - b), n);
+        e += m;
+      } else {
+        const int64_t m = std::min(run.len - e, out.W - w);
+        transpose(tile + e, kElementRun, base + w * out.sw, out.sw, m, n);
+        e += m;
+      }
+    }
+    return;
+  }
   for (int64_t e = 0; e < run.len; ++e) {
     const int64_t w = (run.e0 + e) / pixel, b = (run.e0 + e) % pixel;
     if (w >= out.W || b >= out.B) continue;
-    T* dst = out.data + b * out.sb + c0 * out.sc + run.oh * out.sh + w * out.sw;
+    T* dst = base + b * out.sb + w * out.sw;
     for (int64_t c = 0; c < n; ++c) dst[c * out.sc] = T(tile[c * kElementRun + e]);
   }
 }
@@ -245,7 +295,7 @@ void element_weights(const ConvGeometry& g, const ElementLayouts& el, const T* v
 
 // Copies every element of a tensor with element strides (sb, sc, sh, sw) into the planes `p`. A channel-innermost
 // tensor (sc == 1: [N, C] or channels_last) is moved in units of kPackRun pixel positions times all channels, 16
-// channels at a time, so both sides are read and written in runs; any other layout in units
+// channels at a time, so both sides are read and written in runs (transpose()); any other layout in units
 // of one channel row, read along W.
 template <class T>
 void copy_to_planes(T* planes, const Planes& p, const T* t, int64_t B, int64_t C, int64_t H, int64_t W, int64_t sb,
@@ -257,14 +307,22 @@ void copy_to_planes(T* planes, const Planes& p, const T* t, int64_t B, int64_t C
     for (int64_t u = 0; u < H * runs; ++u) {
       const int64_t h = u / runs, q0 = (u % runs) * kPackRun, q1 = std::min(positions, q0 + kPackRun);
       T* prow = planes + (h + p.top) * p.row + p.left * p.pixel;
-      for (int64_t c0 = 0; c0 < C; c0 += kPackChannels) {
-        const int64_t c1 = std::min(C, c0 + kPackChannels);
-        for (int64_t q = q0; q < q1; ++q) {
-          const int64_t w = q / B, b = q % B;
-          const T* src = t + b * sb + h * sh + w * sw;
-          T* dst = prow + w * p.pixel + b;
-          for (int64_t c = c0; c < c1; ++c) dst[c * p.plane] = src[c];
+      // stretches of positions whose places in a plane are consecutive: one pixel's samples,
+      // or (a batch of one, unit pixel) consecutive pixels; else one position at a time
+      for (int64_t q = q0; q < q1;) {
+        const int64_t w = q / B, b = q % B;
+        int64_t m = 1, step = 0;
+        if (B > 1) {
+          m = std::min(q1 - q, B - b);
+          step = sb;
+        } else if (p.pixel == 1) {
+          m = q1 - q;
+          step = sw;
         }
+        for (int64_t c0 = 0; c0 < C; c0 += kPackChannels)
+          transpose(t + b * sb + c0 + h * sh + w * sw, step, prow + c0 * p.plane + w * p.pixel + b, p.plane,
+                    std::min(kPackChannels, C - c0), m);
+        q += m;
       }
     }
   } else {
@@ -272,6 +330,10 @@ void copy_to_planes(T* planes, const Planes& p, const T* t, int64_t B, int64_t C
     for (int64_t u = 0; u < C * H; ++u) {
       const int64_t c = u / H, h = u % H;
       T* prow = planes + c * p.plane + (h + p.top) * p.row + p.left * p.pixel;
+      if (sw == 1) {  // a [B][W] slice into the plane's row, [W][pixel]
+        transpose(t + c * sc + h * sh, sb, prow, p.pixel, W, B);
+        continue;
+      }
       for (int64_t b = 0; b < B; ++b) {
         const T* src = t + b * sb + c * sc + h * sh;
         for (int64_t w = 0; w < W; ++w) prow[w * p.pixel + b] = src[w * sw];
