@@ -80,32 +80,67 @@ void for_each_unit(int64_t n_runs, int64_t n_blocks, const F& fn) {
 // together (runs of about kPackChannels contiguous elements of a channel-innermost output).
 constexpr int64_t kStoreChannels = kPackChannels;
 
+// The transpose of an N x N block of 16-byte rows (N = 4 floats or 8 bf16) through vector
+// registers: out row k = column k of the rows read (portable vector extensions: SSE on x86,
+// NEON on ARM).
+typedef float v4f __attribute__((vector_size(16)));
+typedef uint16_t v8h __attribute__((vector_size(16)));
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef uint64_t v2u __attribute__((vector_size(16)));
+
+inline void transpose_block(const v4f* r, v4f* c) {
+  const v4f t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5), t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
+  const v4f t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5), t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+  c[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+  c[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+  c[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+  c[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+}
+
+inline void transpose_block(const v8h* r, v8h* c) {
+  v4u u[8];  // 16-bit pairs interleaved, then 32-bit pairs, then the 64-bit halves picked
+  for (int k = 0; k < 4; ++k) {
+    const v4u lo = (v4u)__builtin_shufflevector(r[2 * k], r[2 * k + 1], 0, 8, 1, 9, 2, 10, 3, 11);
+    const v4u hi = (v4u)__builtin_shufflevector(r[2 * k], r[2 * k + 1], 4, 12, 5, 13, 6, 14, 7, 15);
+    u[k] = lo;
+    u[k + 4] = hi;
+  }
+  for (int h = 0; h < 2; ++h) {  // h: columns 0-3 (lo) or 4-7 (hi)
+    const v4u* t = u + 4 * h;
+    const v2u a0 = (v2u)__builtin_shufflevector(t[0], t[1], 0, 4, 1, 5),
+              a1 = (v2u)__builtin_shufflevector(t[0], t[1], 2, 6, 3, 7);
+    const v2u b0 = (v2u)__builtin_shufflevector(t[2], t[3], 0, 4, 1, 5),
+              b1 = (v2u)__builtin_shufflevector(t[2], t[3], 2, 6, 3, 7);
+    c[4 * h + 0] = (v8h)__builtin_shufflevector(a0, b0, 0, 2);
+    c[4 * h + 1] = (v8h)__builtin_shufflevector(a0, b0, 1, 3);
+    c[4 * h + 2] = (v8h)__builtin_shufflevector(a1, b1, 0, 2);
+    c[4 * h + 3] = (v8h)__builtin_shufflevector(a1, b1, 1, 3);
+  }
+}
+
 // out[i * out_stride + j] = in[j * in_stride + i] for i < ni, j < nj: a transpose between a
 // channel-innermost tensor and channel rows (packing reads one, the stores write one). float32
-// moves 4 x 4 blocks through vector registers (portable vector extensions: SSE on x86, NEON on
-// ARM); the rest, and the other types, element by element (converted from In to Out).
+// and bf16 move whole blocks through transpose_block; the strips left over, and the other types,
+// go element by element (converted from In to Out).
 template <class Out, class In>
 void transpose(const In* in, int64_t in_stride, Out* out, int64_t out_stride, int64_t ni, int64_t nj) {
   int64_t i0 = 0, j0 = 0;
-  if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, float>) {
-    typedef float v4 __attribute__((vector_size(16)));
-    const int64_t ni4 = ni / 4 * 4, nj4 = nj / 4 * 4;
-    for (int64_t j = 0; j < nj4; j += 4)
-      for (int64_t i = 0; i < ni4; i += 4) {
-        v4 r[4];
-        for (int k = 0; k < 4; ++k) std::memcpy(&r[k], in + (j + k) * in_stride + i, sizeof(v4));
-        const v4 t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5),
-                 t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
-        const v4 t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5),
-                 t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
-        const v4 c[4] = {__builtin_shufflevector(t0, t2, 0, 1, 4, 5), __builtin_shufflevector(t0, t2, 2, 3, 6, 7),
-                         __builtin_shufflevector(t1, t3, 0, 1, 4, 5), __builtin_shufflevector(t1, t3, 2, 3, 6, 7)};
-        for (int k = 0; k < 4; ++k) std::memcpy(out + (i + k) * out_stride + j, &c[k], sizeof(v4));
+  constexpr bool kFloat = std::is_same_v<In, float> && std::is_same_v<Out, float>;
+  constexpr bool kBf16 = std::is_same_v<In, bf16> && std::is_same_v<Out, bf16>;
+  if constexpr (kFloat || kBf16) {
+    using V = std::conditional_t<kFloat, v4f, v8h>;
+    constexpr int64_t N = sizeof(V) / sizeof(In);
+    i0 = ni / N * N;
+    j0 = nj / N * N;
+    for (int64_t j = 0; j < j0; j += N)
+      for (int64_t i = 0; i < i0; i += N) {
+        V r[N], c[N];
+        for (int64_t k = 0; k < N; ++k) std::memcpy(&r[k], in + (j + k) * in_stride + i, sizeof(V));
+        transpose_block(r, c);
+        for (int64_t k = 0; k < N; ++k) std::memcpy(out + (i + k) * out_stride + j, &c[k], sizeof(V));
       }
-    i0 = ni4;
-    j0 = nj4;
   }
-  // the strips the blocks left: columns j >= j0 of every row, rows i >= i0 of the other columns
+  // the strips the blocks left: columns j >= j0 of rows i < i0, and every column of the other rows
   for (int64_t i = 0; i < ni; ++i)
     for (int64_t j = (i < i0 ? j0 : 0); j < nj; ++j) out[i * out_stride + j] = Out(in[j * in_stride + i]);
 }
