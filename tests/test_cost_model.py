@@ -25,6 +25,7 @@ def fresh_cost(monkeypatch, tmp_path):
 
 
 def test_calibration_is_cached_per_machine_and_thread_count(fresh_cost, monkeypatch):
+    monkeypatch.setattr(cost, "UNDISTURBED", 0.0)  # however busy the machine is now
     a, per_flop, per_element = cost.constants("linear", "element", torch.float32)
     assert min(a, per_flop, per_element) >= 0 and per_flop + per_element > 0
     path = cost.cache_file()
@@ -34,6 +35,25 @@ def test_calibration_is_cached_per_machine_and_thread_count(fresh_cost, monkeypa
     cost.reset()
     monkeypatch.setattr(cost, "_calibrate", lambda *args: pytest.fail("calibrated again"))
     assert cost.constants("linear", "element", torch.float32) == [a, per_flop, per_element]
+
+
+def test_a_calibration_on_a_busy_machine_serves_the_process_but_is_not_cached(fresh_cost, monkeypatch):
+    monkeypatch.setattr(cost, "UNDISTURBED", 2.0)  # no share of the wall time on the CPU is enough
+    with pytest.warns(UserWarning, match=r"busy while the cost model measured linear/element/float32"):
+        first = cost.constants("linear", "element", torch.float32)
+    assert min(first) >= 0 and first[1] + first[2] > 0
+    assert cost.constants("linear", "element", torch.float32) == first  # kept for this process
+    assert not os.path.exists(cost.cache_file())
+    # an undisturbed calibration of another key writes the cache, without the disturbed one
+    monkeypatch.setattr(cost, "UNDISTURBED", 0.0)
+    cost.constants("linear", "dense", torch.float32)
+    assert list(json.load(open(cost.cache_file()))["constants"]) == ["linear/dense/float32"]
+    # the next process state measures the disturbed key again
+    cost.reset()
+    calls = []
+    monkeypatch.setattr(cost, "_calibrate", lambda *args: calls.append(args) or ([1.0, 0.0, 0.0], 1.0))
+    assert cost.constants("linear", "element", torch.float32) == [1.0, 0.0, 0.0]
+    assert cost.constants("linear", "dense", torch.float32) != [1.0, 0.0, 0.0] and len(calls) == 1
 
 
 def _work(M, density=0.1, block=(1, 1)):

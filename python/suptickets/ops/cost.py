@@ -10,7 +10,8 @@ channels), and ``(a_p, f_p, e_p)`` a fixed cost and the costs of a FLOP and of a
 product (linear, conv), path and dtype. They are fitted (non-negative least squares) once per
 machine to the forward+backward times of three problems, one of them with few channels (a
 second or so), and the constants are
-cached in ``$SUPTICKETS_CACHE_DIR`` (default ``$XDG_CACHE_HOME/suptickets`` or
+cached (unless the machine was busy while they were measured: see ``UNDISTURBED``) in
+``$SUPTICKETS_CACHE_DIR`` (default ``$XDG_CACHE_HOME/suptickets`` or
 ``~/.cache/suptickets``), in a file named by the CPU model and the thread count. A run records
 the constants it used in its checkpoints (:func:`state` / :func:`load_state`), so a resumed run
 takes the same paths as the uninterrupted one.
@@ -30,6 +31,7 @@ import torch
 PATHS = ("dense", "element", "tile")
 _constants: dict[str, list[float]] = {}  # "linear/element/float32" -> [a_ms, ms per FLOP, ms per element]
 _agreed: set[str] = set()  # keys this process has settled (with rank 0's values under torch.distributed)
+_disturbed: set[str] = set()  # keys calibrated on a busy machine (never written to the cache)
 _loaded_from: str | None = None
 version = 0  # changes whenever the constants in use change (decisions cached on them are then stale)
 
@@ -111,6 +113,7 @@ def load_state(values: dict) -> None:
     global _loaded_from, version
     _constants.clear()
     _agreed.clear()
+    _disturbed.clear()
     version += 1
     _constants.update({str(k): [float(c) for c in v] for k, v in values.items()})
     _loaded_from = "state"
@@ -121,6 +124,7 @@ def reset() -> None:
     global _loaded_from, version
     _constants.clear()
     _agreed.clear()
+    _disturbed.clear()
     _loaded_from = None
     version += 1
 
@@ -147,7 +151,7 @@ def _write_cache() -> None:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump({"cpu": _cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "constants": state()}, f, indent=1)
+                       "constants": {k: v for k, v in state().items() if k not in _disturbed}}, f, indent=1)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home: the constants live in this process only
@@ -233,10 +237,31 @@ def _fit(samples: list[tuple[float, float, float]]) -> list[float]:
         free = [i for i, c in zip(free, solution.tolist()) if c >= 0] or [1]
 
 
-def _calibrate(kind: str, path: str, dtype: torch.dtype) -> list[float]:
+# A calibration whose thread was on the CPU for less than this share of its wall time shared the
+# machine with other work, and its times hold that work too (idle: 1.00; beside two busy processes
+# on two cores: 0.44-0.73). Its constants serve the process but are not cached, so that a busy
+# moment does not decide the paths of every later run on the machine.
+UNDISTURBED = 0.9
+
+
+def _calibrate(kind: str, path: str, dtype: torch.dtype) -> tuple[list[float], float]:
+    """The fitted constants, and the share of the calibration's wall time its thread was on the CPU."""
     # (the call that needs the constants may run without gradients or under autocast)
+    wall, cpu = time.perf_counter(), time.thread_time()
     with torch.enable_grad(), torch.autocast("cpu", enabled=False):
-        return _fit([_sample(kind, path, dtype, size) for size in range(3)])
+        fitted = _fit([_sample(kind, path, dtype, size) for size in range(3)])
+    return fitted, (time.thread_time() - cpu) / max(time.perf_counter() - wall, 1e-9)
+
+
+def _note_disturbed(key: str, share: float) -> None:
+    import warnings
+    first = not _disturbed
+    _disturbed.add(key)
+    if first:
+        warnings.warn(f"suptickets: the machine was busy while the cost model measured {key} (on the CPU "
+                      f"{share:.0%} of the time): the constants serve this process only, and the next one "
+                      "measures again; which layers take the dense path may be chosen worse meanwhile",
+                      stacklevel=3)
 
 
 def constants(kind: str, path: str, dtype: torch.dtype) -> list[float]:
@@ -253,8 +278,10 @@ def constants(kind: str, path: str, dtype: torch.dtype) -> list[float]:
     global version
     version += 1
     if key not in _constants and (not ranks or dist.get_rank() == 0):
-        _constants[key] = _calibrate(kind, path, dtype)
-        if _loaded_from != "state":
+        _constants[key], share = _calibrate(kind, path, dtype)
+        if share < UNDISTURBED:
+            _note_disturbed(key, share)
+        elif _loaded_from != "state":
             _write_cache()
     if ranks:
         shared = [_constants.get(key)]
