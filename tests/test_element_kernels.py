@@ -94,6 +94,22 @@ def test_conv_unusual_inputs(layout_kind, force_backend):
              lambda x, v, b: reference.bsr_conv2d(x, v, layout, b, **geom), [x, values, bias], torch.float32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=_ids)
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_wide_batches_match_reference(stride, memory_format, dtype, force_backend):
+    """Batches and channel counts beyond a vector block in both directions (17 samples, 19 and 20
+    channels: whole blocks and leftover strips), so that packing and the stores move blocks
+    through vector registers, in both memory formats and with strided (padded-pixel) layouts."""
+    force_backend("cpu")
+    layout = _layout((20, 9 * 19), (1, 1), "empty-rows-cols")
+    values, bias = torch.randn(layout.nnz, 1, 1, dtype=dtype), torch.randn(20, dtype=dtype)
+    x = torch.randn(17, 19, 6, 9, dtype=dtype).contiguous(memory_format=memory_format)
+    geom = dict(kernel_size=3, padding=1, stride=stride)
+    _compare(lambda x, v, b: st.ops.bsr_conv2d(x, v, layout, b, **geom),
+             lambda x, v, b: reference.bsr_conv2d(x, v, layout, b, **geom), [x, values, bias], dtype)
+
+
 def test_linear_non_contiguous_input(force_backend):
     force_backend("cpu")
     layout = _layout((24, 40), (1, 1), "empty-rows-cols")
