@@ -1,6 +1,6 @@
 """The study's tables, a pure function of its records: per configuration, mean ± std over seeds
 of validation and test accuracy, ECE and NLL; the paired difference booster − base (same seeds)
-with its 95 % t-interval; training images/s and speedup over dense; training FLOPs; where the
+with its 95 % t-interval, on the test and on the validation split; training images/s and speedup over dense; training FLOPs; where the
 records come from; the booster runs' ticket traces; and the cycle-length curve."""
 from __future__ import annotations
 
@@ -66,11 +66,15 @@ def _test(r: dict) -> float:
     return r["summary"]["test_accuracy"]
 
 
-def booster_deltas(rows: dict, row: tuple) -> list[float]:
-    """Booster − base test accuracy of a booster row, paired by seed."""
+def _val(r: dict) -> float:
+    return r["summary"]["validation"]["accuracy"]
+
+
+def booster_deltas(rows: dict, row: tuple, split=_test) -> list[float]:
+    """Booster − base accuracy of a booster row (test, or ``split=_val``), paired by seed."""
     base = rows.get(row[:4] + (False, "", row[6], None), {})
     runs = rows[row]
-    return [_test(runs[s]) - _test(base[s]) for s in sorted(runs) if s in base]
+    return [split(runs[s]) - split(base[s]) for s in sorted(runs) if s in base]
 
 
 def _speed(runs: list[dict]) -> float | None:
@@ -90,8 +94,9 @@ def report(records: dict, specs: list[Spec]) -> str:
         dense_speed = _speed([r for row, runs in rows.items() if row[1] == "dense" for r in runs.values()])
         out.append(f"\n### {network}\n")
         out.append("| configuration | seeds | val accuracy (%) | test accuracy (%) | ECE (%) | NLL "
-                   "| booster − base (points, 95 % CI) | train img/s | speedup | training FLOPs |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+                   "| booster − base (points, 95 % CI) | the same on validation | train img/s | speedup "
+                   "| training FLOPs |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         order = list(dict.fromkeys(spec.row for spec in specs if spec.network == network))
         for row in order:
             runs = rows.get(row)
@@ -99,10 +104,11 @@ def report(records: dict, specs: list[Spec]) -> str:
                 continue
             seeds = sorted(runs)
             summaries = [runs[s]["summary"] for s in seeds]
-            diff = "-"
+            diff = val_diff = "-"
             if row[4]:
                 deltas = booster_deltas(rows, row)
                 diff = paired(deltas) + (f" (n={len(deltas)})" if deltas else "")
+                val_diff = paired(booster_deltas(rows, row, _val))
             done = f"{len(seeds)}" + (f" of {len(planned[row])}" if len(planned.get(row, ())) > len(seeds) else "")
             speed = _speed(list(runs.values()))
             ratio = f"{speed / dense_speed:.2f}×" if speed and dense_speed else "-"
@@ -111,7 +117,7 @@ def report(records: dict, specs: list[Spec]) -> str:
             ece, nll = [s["ece"] for s in summaries], [s["nll"] for s in summaries]
             out.append(f"| {label(row)} | {done} | {mean_std(val)} | {mean_std(test)} | {mean_std(ece)} "
                        f"| {mean_std(nll, 1.0, 3)} "
-                       f"| {diff} | {f'{speed:.0f}' if speed else '-'} | {ratio} | {flops:.3f} |")
+                       f"| {diff} | {val_diff} | {f'{speed:.0f}' if speed else '-'} | {ratio} | {flops:.3f} |")
         out.append(provenance_table(rows, order))
         out.append(trace_tables(rows, order))
     return "\n".join(out)
