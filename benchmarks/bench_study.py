@@ -22,8 +22,8 @@ checkpoint (``suptickets train --resume``), so the study continues across sessio
 is checked when read (``study/records.py``); a bad one is named in one line.
 
 ``--report``: per network, mean ± std over seeds of validation and test accuracy, ECE and NLL;
-the paired difference booster − base (same seeds) with its 95 % t-interval (test, and validation); training images/s (per
-run over its undisturbed epochs, those whose process had at least 95 % of a core; the median over
+the paired difference booster − base (same seeds) with its 95 % t-interval (test, and validation);
+training images/s (per run over its undisturbed epochs, those whose process had at least 95 % of a core; the median over
 seeds) and the speedup over the same network's dense runs; training FLOPs relative to dense; the
 revisions and CPU of each row's records and its disturbed runs; the booster runs' ticket traces
 (paper Appendix E); for the long plan, the cycle-length curve's table.

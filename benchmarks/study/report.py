@@ -1,7 +1,7 @@
 """The study's tables, a pure function of its records: per configuration, mean ± std over seeds
 of validation and test accuracy, ECE and NLL; the paired difference booster − base (same seeds)
-with its 95 % t-interval, on the test and on the validation split; training images/s and speedup over dense; training FLOPs; where the
-records come from; the booster runs' ticket traces; and the cycle-length curve."""
+with its 95 % t-interval, on the test and on the validation split; training images/s and speedup
+over dense; training FLOPs; where the records come from; the booster runs' ticket traces; and the cycle-length curve."""
 from __future__ import annotations
 
 import math
