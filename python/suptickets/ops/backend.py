@@ -149,8 +149,9 @@ _warned: set[tuple] = set()
 @dataclass(frozen=True)
 class Decision:
     """What ``auto`` runs a call on: ``backend``; ``fallback``, why no kernel could take it (the
-    call then runs the dense path or the reference at dense cost), or None; ``note``, why the
-    dense path was preferred to a kernel that could take it (the cost model's estimates), or None."""
+    call then runs the dense path or the reference at dense cost), or None; ``note``, the cost
+    model's estimates behind a choice between the dense path and a kernel that could take the call,
+    or None (no choice made: no work description, a traced call, or no dense path)."""
     backend: str
     fallback: str | None = None
     note: str | None = None
@@ -179,6 +180,8 @@ def explain(op: str, *tensors: torch.Tensor, block_size=None, work=None) -> Deci
                 if dense_ms < sparse_ms:
                     return Decision("dense", note=f"modelled {dense_ms:.3g} ms dense, {sparse_ms:.3g} ms on the "
                                                   f"{backend} {work.sparse_path} kernels")
+                return Decision(backend, note=f"modelled {sparse_ms:.3g} ms on the {backend} {work.sparse_path} "
+                                              f"kernels, {dense_ms:.3g} ms dense")
             return Decision(backend)
         if _DEVICE[backend] in devices:  # (a backend of another device is no news)
             reasons.append(f"{backend}: {reason}")
