@@ -90,6 +90,20 @@ def make_run(model_name: str, density: float | None, block: int, seed: int = 0, 
     return model, optimizer, training, step
 
 
+def timed_steps(model_name: str, density: float, block: int, repeats: int, precision: str = "fp32",
+                dense_step=None, extra=()) -> tuple[list[float], tuple]:
+    """``([dense ms, sparse ms, *extra ms], sparse run)``: the dense step, the sparse step with RigL's
+    topology update amortised ((UPDATE_EVERY - 1) plain steps + one update step, timed on its own),
+    and the steps in ``extra``, timed in alternation (medians); the sparse run is ``make_run``'s."""
+    dense_step = dense_step or make_run(model_name, None, 1, precision=precision)[3]
+    run = make_run(model_name, density, block, precision=precision)
+    *_, update_step = make_run(model_name, density, block, update_every=1, precision=precision)
+    timed = interleaved_median_ms([dense_step, run[3], *extra], repeats)
+    update_ms = median_ms(update_step, max(1, repeats // 2))  # RigL's score, selection, re-pack
+    timed[1] = ((UPDATE_EVERY - 1) * timed[1] + update_ms) / UPDATE_EVERY
+    return timed, run
+
+
 def outside_share(step) -> float:
     with torch.profiler.profile() as prof:
         step()
@@ -154,12 +168,10 @@ def main(argv=None):
         dense_peak = peak_in_fresh_process(model_name, "dense", 1, peak_runs, args.precision)
         for sparsity in sparsities:
             for block in blocks:
-                model, _, training, step = make_run(model_name, 1 - sparsity, block, precision=args.precision)
-                *_, update_step = make_run(model_name, 1 - sparsity, block, update_every=1, precision=args.precision)
-                timed = interleaved_median_ms([dense_step, step] + ([dense_fp32_step] if mixed else []), repeats)
-                dense_ms, plain_ms = timed[:2]
-                update_ms = median_ms(update_step, max(1, repeats // 2))  # RigL's score, selection, re-pack
-                sparse_ms = ((UPDATE_EVERY - 1) * plain_ms + update_ms) / UPDATE_EVERY
+                timed, (model, _, training, step) = timed_steps(
+                    model_name, 1 - sparsity, block, repeats, args.precision, dense_step,
+                    [dense_fp32_step] if mixed else [])
+                dense_ms, sparse_ms = timed[:2]
                 ratio = st.flops.report(model, tuple(step.example.shape), method=training).training_ratio
                 planned = st.plan(model, step.example)
                 speedup = dense_ms / sparse_ms
