@@ -18,11 +18,13 @@ _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 
 
 def mean_std(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std`` over seeds; one seed has no spread, and shows its value alone."""
     if not values:
         return "-"
     m = statistics.fmean(values) * scale
-    s = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+    if len(values) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def interval(diffs: list[float], scale: float = 100.0) -> tuple[float, float, float] | None:
