@@ -305,3 +305,21 @@ def test_the_long_preset_is_the_configuration_chosen_on_the_committed_records():
     chosen = ("epochs", "method", "sparsity", "block_size", "sup_tickets", "cycles")
     assert {k: v for k, v in preset.items() if k not in chosen} == {  # the rest: the study's recipe
         k: v for k, v in PRESETS["fashion-mnist"].items() if k not in chosen}
+
+
+def test_a_record_names_the_cpu_with_its_family_model_and_vector_isa(tmp_path):
+    """Machines share a model name ("AMD EPYC") while their cores differ: the record tells them apart."""
+    def info(*blocks):
+        path = tmp_path / "cpuinfo"
+        path.write_text("\n\n".join("\n".join(f"{k}\t: {v}" for k, v in b.items()) for b in blocks) + "\n")
+        return str(path)
+
+    epyc = {"processor": 0, "cpu family": 25, "model": 1, "model name": "AMD EPYC", "flags": "fpu sse2 avx avx2 fma"}
+    xeon = {"processor": 0, "cpu family": 6, "model": 143, "model name": "Intel Xeon", "flags": "avx2 avx512f"}
+    assert study_records.cpu_name(info(epyc, {**epyc, "processor": 1, "model": 17})) == \
+        "AMD EPYC (family 25 model 1, AVX2)"
+    assert study_records.cpu_name(info(xeon)) == "Intel Xeon (family 6 model 143, AVX-512)"
+    assert study_records.cpu_name(info({"model name": "Some CPU", "cpu family": 6, "model": 2, "flags": "sse2"})) == \
+        "Some CPU (family 6 model 2, no AVX2)"
+    assert study_records.cpu_name(info({"model name": "Some CPU"})) == "Some CPU"
+    assert study_records.cpu_name(str(tmp_path / "absent")) != ""

@@ -40,15 +40,26 @@ def git_revision(root: str = ROOT) -> str:
         return "unknown"
 
 
-def cpu_name() -> str:
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU a run measured its speed on: the model name and, where ``/proc/cpuinfo`` gives them,
+    its family and model numbers and widest vector ISA, e.g. ``AMD EPYC (family 25 model 1, AVX2)``:
+    machines can share a model name while their cores differ in speed."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor's block
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" not in fields or "model" not in fields:
+        return name
+    flags = set(fields.get("flags", "").split())
+    isa = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "no AVX2")
+    return f"{name} (family {fields['cpu family']} model {fields['model']}, {isa})"
 
 
 def write_json_atomic(value: dict, path: str) -> None:
