@@ -26,7 +26,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def cpu_extension():
-    sources = ["csrc/python_module.cpp", "csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=ROOT))
+    sources = ["csrc/python_module.cpp", "csrc/ops.cpp", "csrc/product_autograd.cpp"]
+    sources += sorted(glob.glob("csrc/cpu/*.cpp", root_dir=ROOT))
     cflags = ["-O3", "-g0", "-std=c++17", "-fopenmp", "-ffp-contract=fast", "-Wall"]
     if os.environ.get("SUPTICKETS_NATIVE") == "1":
         cflags.append("-march=native")

@@ -119,7 +119,7 @@ _GRADS = {
 
 if _extension.available:
     product.register("suptickets::bsr_conv2d", torch.ops.suptickets.bsr_conv2d_backward, _fake, _backward_fake,
-                     n_geometry=4)
+                     n_geometry=4, autograd=False)  # its autograd: csrc/product_autograd.cpp
     precision.register_product("suptickets::bsr_conv2d")
 
 @_triton.on_load

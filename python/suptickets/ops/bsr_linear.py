@@ -90,7 +90,7 @@ _GRADS = {
 
 if _extension.available:
     product.register("suptickets::bsr_linear", torch.ops.suptickets.bsr_linear_backward, _fake, _backward_fake,
-                     n_geometry=0)
+                     n_geometry=0, autograd=False)  # its autograd: csrc/product_autograd.cpp
     precision.register_product("suptickets::bsr_linear")
 
 @_triton.on_load

@@ -14,6 +14,10 @@ where ``geometry`` is the op's (none for the linear product; kernel size, stride
 dilation for the convolution) and ``extra`` the backend's own arguments (Triton: the float32
 precision). The autograd formula is the contract of docs/DESIGN.md: ``dX = dY W`` by
 block-columns, ``dvalues`` only on active blocks (SDDMM), ``dbias`` the sum of ``dY``.
+
+The operators defined in C++ (the CPU backend) carry this formula as a C++ Autograd kernel
+(``csrc/product_autograd.cpp``: a few microseconds a call, where ``torch.library``'s Python
+wrapper costs about 100); the ones defined in Python (Triton) register it here.
 """
 from __future__ import annotations
 
@@ -24,14 +28,18 @@ import torch
 _INDEX = 5  # rows, cols, row_ptr, col_ptr, col_perm
 
 
-def register(op: str, backward_op, fake: Callable, backward_fake: Callable, n_geometry: int) -> None:
+def register(op: str, backward_op, fake: Callable, backward_fake: Callable, n_geometry: int,
+             autograd: bool = True) -> None:
     """Registers ``fake`` (called with ``forward``'s arguments up to the geometry),
-    ``backward_fake`` (with ``backward``'s up to ``need_bias``) and the autograd formula on the
-    operator pair ``op`` / ``backward_op`` (a qualified name and an ``OpOverloadPacket``)."""
+    ``backward_fake`` (with ``backward``'s up to ``need_bias``) and, with ``autograd``, the autograd
+    formula on the operator pair ``op`` / ``backward_op`` (a qualified name and an
+    ``OpOverloadPacket``); without it the operator has its formula from C++ already."""
     n_forward = 2 + _INDEX + 2 + n_geometry
     n_backward = 3 + _INDEX + n_geometry + 3
     torch.library.register_fake(op)(lambda *args: fake(*args[:n_forward]))
     torch.library.register_fake(backward_op._qualified_op_name)(lambda *args: backward_fake(*args[:n_backward]))
+    if not autograd:
+        return
 
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs[:2 + _INDEX])
