@@ -499,3 +499,19 @@ def test_a_short_run_or_cycle_is_told_and_a_long_one_is_not(tmp_path, capsys, mo
     assert notes("long") == []
     assert sup_tickets.short_run_note(84) is None and sup_tickets.short_run_note(83) is not None
     assert sup_tickets.short_cycle_note(42) is None and sup_tickets.short_cycle_note(41) is not None
+
+
+def test_a_base_method_measured_without_gain_is_told_and_rigl_is_not(tmp_path, capsys):
+    from suptickets.methods import sup_tickets
+    from suptickets.train import cli
+    args = ["train", "--model", "mlp", "--epochs", "2", "--cycle-rate", "0.25", "--cycles", "1", "--update-every", "10",
+            "--quiet", "--threads", "1"]
+
+    def notes(method):
+        assert cli.main([*args, "--method", method, "--out", str(tmp_path / method)]) == 0
+        return [line for line in capsys.readouterr().err.strip().splitlines() if "gained nothing measurable" in line]
+
+    note = notes("granet")
+    assert len(note) == 1 and sup_tickets.MEASURED_WITHOUT_GAIN["granet"] in note[0] and "--method rigl" in note[0]
+    assert notes("rigl") == []
+    assert sup_tickets.base_method_note("rigl") is None and sup_tickets.base_method_note("set") is None

@@ -7,9 +7,11 @@ from .set import SET
 from .snip import SNIP
 from .static import Static
 from .sup_tickets import (
+           MEASURED_WITHOUT_GAIN,
            SHORTEST_HELPFUL_CYCLE,
            SHORTEST_HELPFUL_RUN,
            SupTickets,
+           base_method_note,
            cyclic_lr,
            short_cycle_note,
            short_run_note,
@@ -23,5 +25,5 @@ METHODS: dict[str, type[Method]] = {"static": Static, "snip": SNIP, "set": SET, 
 
 __all__ = ["METHODS", "Method", "Static", "SNIP", "SET", "RigL", "GraNet", "SparseTraining", "SupTickets", "Superposer",
            "TicketEnsemble", "cyclic_lr", "SHORTEST_HELPFUL_CYCLE", "SHORTEST_HELPFUL_RUN",
-           "short_cycle_note", "short_run_note", "Topology", "LayerUpdate",
+           "MEASURED_WITHOUT_GAIN", "base_method_note", "short_cycle_note", "short_run_note", "Topology", "LayerUpdate",
            "select_global"]

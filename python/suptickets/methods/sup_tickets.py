@@ -57,6 +57,25 @@ def short_cycle_note(cycle_steps: int) -> str | None:
             "shortest cycles measured without a loss to the base method in this project's Fashion-MNIST study")
 
 
+# Base methods with which the booster gained nothing measurable in a run long enough
+# (results/fashion-mnist-long, line f of `python benchmarks/bench_study.py --plan long --report`;
+# tests/test_study.py checks the figures against the committed records): mlp3x1000, 90 %, 8x8
+# blocks, 100 epochs, 5 seeds paired. With RigL the same configuration gained +0.24 [-0.09, +0.58].
+#: booster - base on the test set (points, 95 % t-interval) by the name ``--method`` gives the base.
+MEASURED_WITHOUT_GAIN = {"granet": "-0.08 [-0.22, +0.06]"}
+
+
+def base_method_note(method: str) -> str | None:
+    """Why the booster on top of ``method`` (a name of ``suptickets train --method``) is not expected
+    to help, from :data:`MEASURED_WITHOUT_GAIN`, or None."""
+    delta = MEASURED_WITHOUT_GAIN.get(method)
+    if delta is None:
+        return None
+    return (f"on top of {method} Sup-tickets gained nothing measurable in this project's 100-epoch Fashion-MNIST "
+            f"study ({delta} points at 5 seeds, where RigL gained +0.24): its first exploration replaces half of "
+            f"each layer of a network whose own updates had nearly stopped")
+
+
 def _positive(value, name: str, allow_zero: bool = False) -> float:
     try:
         value = float(value)
