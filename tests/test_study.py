@@ -87,11 +87,13 @@ def test_long_plan_lines_in_order_with_their_cycle_lengths():
     assert ("mlp3x1000", "rigl", 0.95, 1, 100, 3) in booster and ("cnn2", "rigl", 0.95, 1, 100, 3) in booster
     for row, seeds in rows.items():
         assert len(seeds) == (3 if row[1] == "dense" or row[7] in (1, 2, 5, 10, 15, 30) else 5), row
-    # each line before the next: a (100-epoch pairs, then dense), b, c, d, e, f
+    # each line before the next: a (100-epoch pairs, then dense), b, c, d, e, f, g
     first = {name: next(i for i, s in enumerate(specs) if test(s)) for name, test in {
         "b": lambda s: s.cycles == 10, "c": lambda s: s.epochs == 200, "d": lambda s: s.sparsity == 0.95,
-        "e": lambda s: s.network == "cnn2", "f": lambda s: s.method == "granet"}.items()}
-    assert first["b"] < first["c"] < first["d"] < first["e"] < first["f"]
+        "e": lambda s: s.network == "cnn2", "f": lambda s: s.method == "granet",
+        "g": lambda s: s.variant == "explore0.2"}.items()}
+    assert first["b"] < first["c"] < first["d"] < first["e"] < first["f"] < first["g"]
+    assert all(s.method == "granet" and s.boost for s in specs[first["g"]:])
     assert all(s.epochs == 100 and s.block == 8 for s in specs[:first["b"]] if s.method != "dense")
 
 

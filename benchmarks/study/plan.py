@@ -104,6 +104,9 @@ def long_plan(networks=NETWORKS) -> list[Spec]:
     d. ``mlp3x1000``, RigL 95 % unstructured, 100 epochs, base and booster, 5 seeds.
     e. ``cnn2``, RigL 95 % unstructured, 100 epochs, base and booster, 5 seeds; dense 3 seeds.
     f. ``mlp3x1000``, GraNet 90 %, 8x8 blocks, 100 epochs, base and booster, 5 seeds.
+    g. line f's booster with explorations of 0.2 instead of 0.5 (``explore0.2``), 5 seeds, paired
+       with line f's base runs: at 0.5 the first exploration costs GraNet's network about 20 points,
+       as its regrowth has decayed to about 1 % of a layer by then.
     """
     def pairs(net, method, sparsity, block, epochs, seeds=range(5)):
         return [Spec(net, method, sparsity, block, boost, s, epochs=epochs, cycles=PRESET_CYCLES if boost else None)
@@ -124,6 +127,8 @@ def long_plan(networks=NETWORKS) -> list[Spec]:
         lines += [Spec("cnn2", "dense", 0.0, 1, False, s, epochs=100) for s in range(3)]
     if "mlp3x1000" in networks:
         lines += pairs("mlp3x1000", "granet", 0.9, 8, 100)
+        lines += [Spec("mlp3x1000", "granet", 0.9, 8, True, s, "explore0.2", VARIANTS["explore0.2"], epochs=100,
+                       cycles=PRESET_CYCLES) for s in range(5)]
     return lines
 
 
