@@ -329,14 +329,20 @@ def test_a_record_names_the_cpu_with_its_family_model_and_vector_isa(tmp_path):
 
 def test_the_cli_note_on_base_methods_is_the_report_of_the_committed_records():
     """Each figure of ``MEASURED_WITHOUT_GAIN`` (the CLI's note on base methods) is the booster − base
-    test column of that method's 100-epoch row in the long report, and its interval holds zero."""
+    test column of that method's 100-epoch row in the long report at that exploration fraction (the
+    plan's variant that sets it, none for the default 0.5), and its interval holds zero."""
     from suptickets.methods import MEASURED_WITHOUT_GAIN
     text = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_study.py"), "--plan", "long",
                            "--report"], capture_output=True, text=True, check=True, timeout=300).stdout
-    for method, delta in MEASURED_WITHOUT_GAIN.items():
+    variants = {float(flags[1]): name for name, flags in study_plan.VARIANTS.items()
+                if flags[:1] == ["--explore-fraction"]}
+    for method, by_fraction in MEASURED_WITHOUT_GAIN.items():
+        assert 0.5 in by_fraction and len(by_fraction) > 1
         name = study_report.NAMES[method]
-        row = next(line for line in text.splitlines()
-                   if line.startswith(f"| {name} + Sup-tickets, 90 %, 8x8, 100 epochs, M = 3 |"))
-        assert row.split("|")[7].strip() == f"{delta} (n=5)"
-        low, high = (float(x) for x in delta.split("[")[1].rstrip("]").split(","))
-        assert low < 0 < high
+        for fraction, delta in by_fraction.items():
+            variant = "" if fraction == 0.5 else f" ({variants[fraction]})"
+            row = next(line for line in text.splitlines()
+                       if line.startswith(f"| {name} + Sup-tickets, 90 %, 8x8, 100 epochs, M = 3{variant} |"))
+            assert row.split("|")[7].strip() == f"{delta} (n=5)"
+            low, high = (float(x) for x in delta.split("[")[1].rstrip("]").split(","))
+            assert low < 0 < high

@@ -512,6 +512,9 @@ def test_a_base_method_measured_without_gain_is_told_and_rigl_is_not(tmp_path, c
         return [line for line in capsys.readouterr().err.strip().splitlines() if "gained nothing measurable" in line]
 
     note = notes("granet")
-    assert len(note) == 1 and sup_tickets.MEASURED_WITHOUT_GAIN["granet"] in note[0] and "--method rigl" in note[0]
+    assert len(note) == 1 and "--method rigl" in note[0]
+    assert all(delta in note[0] for delta in sup_tickets.MEASURED_WITHOUT_GAIN["granet"].values())
+    assert "20 points" in note[0]  # the default explorations of 0.5: what they cost, and the gentler measured one
+    assert "20 points" not in sup_tickets.base_method_note("granet", 0.2)
     assert notes("rigl") == []
     assert sup_tickets.base_method_note("rigl") is None and sup_tickets.base_method_note("set") is None

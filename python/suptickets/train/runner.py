@@ -200,7 +200,7 @@ class Run:
                            f"lengthen them with more --epochs (the cycles fill the last --cycle-rate {c.cycle_rate:g} "
                            "of the run), fewer --cycles or more --cycle-epochs")
                     print(f"suptickets train: note: {note}: {how}", file=sys.stderr)
-                base_note = methods.base_method_note(c.method)
+                base_note = methods.base_method_note(c.method, c.explore_fraction)
                 if base_note is not None:
                     print(f"suptickets train: note: {base_note}; --method rigl is the measured alternative",
                           file=sys.stderr)
