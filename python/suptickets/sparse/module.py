@@ -131,10 +131,8 @@ class BlockSparseWeight(nn.Module):
     @property
     def layout(self) -> BlockLayout:
         """The current :class:`~suptickets.sparse.layout.BlockLayout` (a view of the module's index buffers)."""
-        return BlockLayout._from_parts(
-            self.weight_shape2d, self.block_size, self.layout_rows, self.layout_cols,
-            self.layout_row_ptr, self.layout_col_ptr, self.layout_col_perm,
-        )
+        b = self._buffers  # read directly: nn.Module's attribute lookup costs a layer call ~10 us
+        return BlockLayout._from_parts(self.weight_shape2d, self.block_size, *(b[name] for name in _ALL))
 
     @property
     def nnz(self) -> int:
