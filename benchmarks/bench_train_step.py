@@ -173,7 +173,8 @@ def main(argv=None):
                     [dense_fp32_step] if mixed else [])
                 dense_ms, sparse_ms = timed[:2]
                 ratio = st.flops.report(model, tuple(step.example.shape), method=training).training_ratio
-                planned = st.plan(model, step.example)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):  # the paths the step takes
+                    planned = st.plan(model, step.example)
                 speedup = dense_ms / sparse_ms
                 rows.append((model_name, f"{sparsity:.2f}", f"{block}x{block}", f"{BATCH / dense_ms * 1e3:.0f}",
                              f"{BATCH / sparse_ms * 1e3:.0f}", f"{speedup:.2f}x", f"{ratio:.3f}",

@@ -187,3 +187,14 @@ def test_the_sparsity_table_shows_each_layers_path():
     half = st.sparsity_table(model.half())
     assert all(r.path.startswith("dense (cpu: dtype torch.float16") for r in half)
     assert "path" in str(half).splitlines()[0]
+
+
+def test_plan_under_autocast_reports_the_paths_of_the_regions_dtype():
+    torch.manual_seed(0)
+    model = st.sparsify(nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8)), density=0.3, block_size=(1, 1))
+    x = torch.randn(4, 16)
+    assert not any("float16" in r.why for r in st.plan(model, x))
+    with torch.autocast("cpu", dtype=torch.float16):  # no CPU kernel takes float16: the layers run dense
+        half = st.plan(model, x)
+    assert [r.path for r in half] == ["dense", "dense"]
+    assert all("dtype torch.float16" in r.why for r in half)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..ops import backend, cost
+from ..ops import backend, cost, precision
 from ..ops.geometry import conv_output_shape
 from .conv import SparseConv2d
 from .module import BlockSparseWeight
@@ -45,21 +45,23 @@ class Plan(list):
 
 def plan(model: nn.Module, example: torch.Tensor) -> Plan:
     """Runs ``model(example)`` once (no gradient) and records, per sparse layer, the path its
-    product takes for that input's shape and dtype under ``SUPTICKETS_BACKEND=auto``."""
+    product takes for that input's shape and dtype under ``SUPTICKETS_BACKEND=auto`` (called in a
+    ``torch.autocast`` region: for the region's dtype, as the layers then compute)."""
     rows = Plan()
     hooks = []
 
     def record(name: str):
         def hook(module: BlockSparseWeight, args):
-            x = args[0]
+            # the operands as the product computes with them (cast in a torch.autocast region)
+            x, values, _ = precision.product_operands(args[0], module.values, None)
             if isinstance(module, SparseConv2d):
                 x4 = x if x.dim() == 4 else x.unsqueeze(0)
                 out_hw = conv_output_shape(x4.shape[2:], module.kernel_size, module.stride, module.padding,
                                            module.dilation)
-                work, op = cost.conv_work(x4, module.layout, module.values, out_hw), "bsr_conv2d"
+                work, op = cost.conv_work(x4, module.layout, values, out_hw), "bsr_conv2d"
             else:
-                work, op = cost.linear_work(x, module.layout, module.values), "bsr_linear"
-            decision = backend.explain(op, x, module.values, block_size=module.block_size, work=work)
+                work, op = cost.linear_work(x, module.layout, values), "bsr_linear"
+            decision = backend.explain(op, x, values, block_size=module.block_size, work=work)
             rows.append(PlanRow(name, type(module).__name__.replace("Sparse", ""), module.weight_shape2d,
                                 module.block_size, module.density, decision.backend,
                                 decision.note or decision.fallback or ""))
