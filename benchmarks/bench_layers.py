@@ -5,6 +5,8 @@
     python benchmarks/bench_layers.py --strided  # ResNet-style strided convs, density 0.1, 32x32
     python benchmarks/bench_layers.py --dtype bfloat16   # both layers in bf16 (dense: oneDNN's bf16),
                                                          # and our float32 sparse layer beside them
+    python benchmarks/bench_layers.py --parts --cases 0 --blocks 1 --densities 0.1 --dtype bfloat16
+        # where the time goes: forward, dX and dW apart (see --help)
 
 Prints one table: per layer shape, density and block, the forward and forward+backward
 times of the dense and the sparse layer (medians over rounds that time the two in turn), speedup = dense / sparse,
@@ -104,6 +106,76 @@ def measure(calls, repeats):
     return fwd, total
 
 
+def measure_parts(calls, repeats):
+    """Medians (ms) of the three products of every ``(layer, x, grad)`` of ``calls``, timed in
+    alternation: ``[(forward, dX, dW) of each]``. forward runs without autograd; dX is a backward
+    pass with only the input requiring a gradient, dW one with only the parameters (the bias sum
+    included), each after an untimed forward."""
+    def forward(layer, x):
+        def run():
+            with torch.no_grad():
+                layer(x)
+        return run
+
+    held = [None] * len(calls)
+
+    def prepare(i, layer, x, wants_input):
+        def run():
+            layer.zero_grad(set_to_none=True)
+            x.grad = None
+            x.requires_grad_(wants_input)
+            for p in layer.parameters():
+                p.requires_grad_(not wants_input)
+            held[i] = layer(x)
+        return run
+
+    def backward(i, grad):
+        return lambda: held[i].backward(grad)
+
+    fwd = interleaved_median_ms([forward(layer, x) for layer, x, _ in calls], repeats)
+    parts = [fwd]
+    for wants_input in (True, False):
+        parts.append(interleaved_median_ms([backward(i, grad) for i, (_, _, grad) in enumerate(calls)], repeats,
+                                           setups=[prepare(i, layer, x, wants_input)
+                                                   for i, (layer, x, _) in enumerate(calls)]))
+    for layer, x, _ in calls:
+        x.requires_grad_(True)
+        for p in layer.parameters():
+            p.requires_grad_(True)
+    return list(zip(*parts))
+
+
+def print_parts(cases, densities, blocks, dtype, repeats):
+    """The --parts table: forward, dX and dW of the dense float32 layer and of the sparse layer in
+    float32 and, for a lower ``dtype``, in that dtype (the dense layer is timed in float32 only: on
+    CPUs without native bf16 torch's dense bf16 layers run many times slower than its float32 ones)."""
+    header = ("layer", "density", "block", "variant", "fwd ms", "dX ms", "dW ms", "sum ms", "sum speedup")
+    rows = []
+    for index in cases:
+        case = CASES[index]
+        x32 = torch.randn(*case["input"], requires_grad=True)
+        dense = make_layer(case, None, None)
+        grad32 = torch.randn_like(dense(x32).detach())
+        for density in densities:
+            for block in blocks:
+                sparse32 = make_layer(case, density, block)
+                calls = [("dense float32", dense, x32, grad32), ("sparse float32", sparse32, x32, grad32)]
+                if dtype != torch.float32:
+                    name = str(dtype).removeprefix("torch.")
+                    calls.append((f"sparse {name}", copy.deepcopy(sparse32).to(dtype),
+                                  x32.detach().to(dtype).requires_grad_(), grad32.to(dtype)))
+                timed = measure_parts([c[1:] for c in calls], repeats)
+                dense_sum = sum(timed[0])
+                for (variant, layer, _, _), (f, dx, dw) in zip(calls, timed):
+                    sparse = variant.startswith("sparse")
+                    rows.append((case["name"], f"{layer.density:.3f}" if sparse else "1", f"{block}x{block}" if sparse
+                                 else "-", variant,
+                                 f"{f:.1f}", f"{dx:.1f}", f"{dw:.1f}", f"{f + dx + dw:.1f}",
+                                 f"{dense_sum / (f + dx + dw):.2f}x"))
+                print(f"  {case['name']}, density {density}, block {block}: parts timed", file=sys.stderr, flush=True)
+    print(markdown_table(header, rows))
+
+
 def param_mb(layer) -> float:
     return sum(p.numel() * p.element_size() for p in layer.parameters()) / 2**20
 
@@ -142,6 +214,9 @@ def main(argv=None):
                         help="layer indices into CASES (0: Linear 1024->4096, 3: Conv3x3 128->128 32x32, ...)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
                         help="of both layers; with bfloat16 our float32 sparse layer is timed beside them")
+    parser.add_argument("--parts", action="store_true",
+                        help="instead of the main table, time the forward, dX and dW products apart (dense "
+                             "float32, sparse float32 and, with --dtype bfloat16, sparse bf16); no peak memory")
     parser.add_argument("--peak-of", nargs=3, metavar=("CASE", "DENSITY", "BLOCK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     dtype = DTYPES[args.dtype]
@@ -164,6 +239,8 @@ def main(argv=None):
     torch.manual_seed(0)
     print(f"# suptickets {st.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"CPU kernels: {st.ops.simd_level()}, {platform.processor() or platform.machine()}, {args.dtype}")
+    if args.parts:
+        return print_parts(cases, densities, blocks, dtype, repeats)
     low = dtype != torch.float32
     header = ("layer", "density", "block", "dense fwd ms", "sparse fwd ms", "fwd speedup", "dense f+b ms",
               "sparse f+b ms", "f+b speedup", "f+b eta", *(("fp32 sparse f+b ms", "vs fp32 sparse") if low else ()),
