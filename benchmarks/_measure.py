@@ -23,11 +23,9 @@ def median_ms(fn, repeats: int, setup=None, warmup: int = 1) -> float:
     return 1e3 * statistics.median(times)
 
 
-def interleaved_median_ms(fns, repeats: int, setups=None, warmup: int = 1, calls: int = 1) -> list[float]:
-    """Median wall times (ms per call) of several functions timed in turn, ``calls`` consecutive
-    calls of each per round (their mean), so that a machine whose speed drifts during the run slows
-    all of them alike. ``calls > 1`` times each function with the caches it warms itself, as a loop
-    that calls it again and again runs it (a training loop), not with what the others left."""
+def interleaved_median_ms(fns, repeats: int, setups=None, warmup: int = 1) -> list[float]:
+    """Median wall times (ms) of several functions timed in turn, one call of each per round, so
+    that a machine whose speed drifts during the run slows all of them alike."""
     setups = setups or [None] * len(fns)
     times = [[] for _ in fns]
     for round_ in range(warmup + repeats):
@@ -35,10 +33,9 @@ def interleaved_median_ms(fns, repeats: int, setups=None, warmup: int = 1, calls
             if setup:
                 setup()
             start = time.perf_counter()
-            for _ in range(calls):
-                fn()
+            fn()
             if round_ >= warmup:
-                acc.append((time.perf_counter() - start) / calls)
+                acc.append(time.perf_counter() - start)
     return [1e3 * statistics.median(t) for t in times]
 
 

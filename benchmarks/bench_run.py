@@ -11,8 +11,8 @@ speed is the training images/s of the epochs after the first (the first holds th
 median over those epochs. Each model's dense run goes first and again last, and the dense speed is the
 mean of the two, so a machine whose speed drifts during the benchmark shows it. The step is
 ``bench_train_step.py``'s on a Fashion-MNIST batch (forward, backward, SGD, RigL's update amortised),
-dense and sparse in alternation (rounds of 10 consecutive steps of each), in this process. Needs the
-Fashion-MNIST dataset installed (the runs train on it).
+dense and sparse in alternation, in this process. Needs the Fashion-MNIST dataset installed (the runs
+train on it).
 """
 from __future__ import annotations
 
@@ -57,8 +57,7 @@ def main(argv=None):
     parser.add_argument("--blocks", default="1", help="block sides (1: unstructured)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each run, at least 2 (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="threads of the runs and the step (default 1)")
-    parser.add_argument("--repeats", type=int, default=20,
-                        help="timing rounds (of 10 consecutive steps of each model) per step measurement (median)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps per step measurement (median)")
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs: at least 2 (the first epoch's speed is not counted)")

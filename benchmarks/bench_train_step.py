@@ -9,9 +9,7 @@
 A step is forward, backward and SGD with momentum on a batch of 128 32x32 images, plus RigL's
 topology update amortised at delta T = 100: (99 plain steps + 1 update step) / 100, the update
 step timed on its own. The dense and each sparse step are timed in alternation (medians), so a
-machine whose speed drifts slows both alike; each round times a run of consecutive steps of one
-model (``--steps-per-round``; default 10 for the Fashion-MNIST networks, whose steps of tens of
-milliseconds otherwise start with the caches the other model left, 1 for the others). Columns:
+machine whose speed drifts slows both alike. Columns:
 
 - img/s, and speedup = dense step time / sparse step time;
 - FLOPs ratio: training FLOPs of the sparse step over the dense one (``st.flops``), and
@@ -93,28 +91,17 @@ def make_run(model_name: str, density: float | None, block: int, seed: int = 0, 
 
 
 def timed_steps(model_name: str, density: float, block: int, repeats: int, precision: str = "fp32",
-                dense_step=None, extra=(), steps_per_round: int | None = None) -> tuple[list[float], tuple]:
+                dense_step=None, extra=()) -> tuple[list[float], tuple]:
     """``([dense ms, sparse ms, *extra ms], sparse run)``: the dense step, the sparse step with RigL's
     topology update amortised ((UPDATE_EVERY - 1) plain steps + one update step, timed on its own),
-    and the steps in ``extra``, timed in alternation (medians of rounds of ``steps_per_round``
-    consecutive steps of each, by default ``default_steps_per_round``); the sparse run is ``make_run``'s."""
+    and the steps in ``extra``, timed in alternation (medians); the sparse run is ``make_run``'s."""
     dense_step = dense_step or make_run(model_name, None, 1, precision=precision)[3]
     run = make_run(model_name, density, block, precision=precision)
     *_, update_step = make_run(model_name, density, block, update_every=1, precision=precision)
-    timed = interleaved_median_ms([dense_step, run[3], *extra], repeats,
-                                  calls=steps_per_round or default_steps_per_round(model_name))
+    timed = interleaved_median_ms([dense_step, run[3], *extra], repeats)
     update_ms = median_ms(update_step, max(1, repeats // 2))  # RigL's score, selection, re-pack
     timed[1] = ((UPDATE_EVERY - 1) * timed[1] + update_ms) / UPDATE_EVERY
     return timed, run
-
-
-def default_steps_per_round(model_name: str) -> int:
-    """Consecutive steps of one model per timing round: 10 for the Fashion-MNIST networks, 1 for the
-    CIFAR ones. A step of tens of milliseconds timed alone after the other model's starts with that
-    model's caches and allocations: for cnn2 at RigL 95 % (1, 1), one thread, five alternated pairs of
-    processes gave 0.96-1.06x (single steps) against 0.98-1.31x (10 steps), and at 90 % two pairs gave
-    0.88-0.96x against 1.02-1.18x, where whole training runs are 1.17-1.35x."""
-    return 10 if model_name in ("cnn2", "mlp3x1000") else 1
 
 
 def outside_share(step) -> float:
@@ -154,13 +141,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--precision", choices=("fp32", "bf16-mixed"), default="fp32",
                         help="bf16-mixed: dense and sparse steps under torch.autocast(bfloat16)")
-    parser.add_argument("--steps-per-round", type=int, default=None,
-                        help="consecutive steps of each model per timing round (default: 10 for cnn2 and "
-                             "mlp3x1000, 1 for vgg16 and resnet18)")
     parser.add_argument("--peak-of", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.steps_per_round is not None and args.steps_per_round < 1:
-        parser.error(f"--steps-per-round: at least 1, got {args.steps_per_round}")
     if args.peak_of:
         return print_peak(*args.peak_of, args.precision)
     if args.threads:
@@ -188,7 +170,7 @@ def main(argv=None):
             for block in blocks:
                 timed, (model, _, training, step) = timed_steps(
                     model_name, 1 - sparsity, block, repeats, args.precision, dense_step,
-                    [dense_fp32_step] if mixed else [], args.steps_per_round)
+                    [dense_fp32_step] if mixed else [])
                 dense_ms, sparse_ms = timed[:2]
                 ratio = st.flops.report(model, tuple(step.example.shape), method=training).training_ratio
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):  # the paths the step takes
